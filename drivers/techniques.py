@@ -1,0 +1,111 @@
+"""Techniques a potentiostat channel runs, in the instrument's own units (V, A, s, Hz).
+
+These mirror the SP-300's technique set (OCV, CP/CPLIMIT, CA/CALIMIT, CV, PEIS, GEIS; see
+shared/reference/biologic.md §2.8-2.9) so that the real easy-biologic adapter can map each one
+to a single DLL technique with on-instrument limits, and a simulator can honour the same
+semantics. The engine builds these from resolved protocol steps; the driver never sees a
+protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Recording:
+    """Record a point every `every_dt_s`, or sooner when E moved by `every_dE_V` (EC-Lab style)."""
+
+    every_dt_s: float = 1.0
+    every_dE_V: float | None = 0.001
+    max_rate_hz: float = 10.0  # caps dE-triggered bursts (echem.md §5)
+
+
+@dataclass(frozen=True)
+class OpenCircuit:
+    """OCV: no current, voltage recorded; ends after `duration_s`."""
+
+    duration_s: float
+    recording: Recording = Recording()
+
+
+@dataclass(frozen=True)
+class ConstantCurrent:
+    """CP with on-instrument limits (the SP-300's CPLIMIT).
+
+    Ends on time, or when E leaves [E_min_V, E_max_V], or when |charge| passed reaches
+    `charge_limit_C`, whichever comes first. The limits are evaluated by the instrument itself
+    (firmware) so they survive a PC crash.
+    """
+
+    current_A: float
+    duration_s: float
+    E_min_V: float | None = None
+    E_max_V: float | None = None
+    charge_limit_C: float | None = None
+    recording: Recording = Recording()
+
+
+@dataclass(frozen=True)
+class ConstantVoltage:
+    """CA with an on-instrument |I| limit (CALIMIT)."""
+
+    voltage_V: float
+    duration_s: float
+    I_limit_A: float | None = None
+    recording: Recording = Recording()
+
+
+@dataclass(frozen=True)
+class CyclicVoltammetry:
+    """CV: from E_start through each vertex in turn, `cycles` times, at `scan_rate_V_s`."""
+
+    E_start_V: float
+    vertices_V: tuple[float, ...]
+    scan_rate_V_s: float
+    cycles: int = 1
+    record_every_dE_V: float = 0.001
+
+
+@dataclass(frozen=True)
+class PotentioEIS:
+    """PEIS: sinus of `amplitude_V` around the present potential (or `E_dc_V` if given)."""
+
+    f_high_Hz: float
+    f_low_Hz: float
+    points_per_decade: int = 10
+    amplitude_V: float = 0.010
+    averages: int = 1
+    E_dc_V: float | None = None
+
+
+@dataclass(frozen=True)
+class GalvanoEIS:
+    """GEIS: sinus of `amplitude_A` around `I_dc_A`."""
+
+    f_high_Hz: float
+    f_low_Hz: float
+    points_per_decade: int = 10
+    amplitude_A: float = 1e-5
+    averages: int = 1
+    I_dc_A: float = 0.0
+
+
+Technique = (
+    OpenCircuit | ConstantCurrent | ConstantVoltage | CyclicVoltammetry | PotentioEIS | GalvanoEIS
+)
+
+
+def eis_frequencies(f_high_Hz: float, f_low_Hz: float, points_per_decade: int) -> list[float]:
+    """Log-spaced frequencies from high to low, as the SP-300 builds them.
+
+    floor(ppd * decades) + 1 points: 69 for 7 MHz-1 Hz at 10 points per decade (echem.md §5).
+    """
+    import math
+
+    decades = math.log10(f_high_Hz / f_low_Hz)
+    n = int(math.floor(points_per_decade * decades + 1e-9)) + 1
+    if n == 1:
+        return [f_high_Hz]
+    step = decades / (n - 1)
+    return [f_high_Hz / 10 ** (k * step) for k in range(n)]
