@@ -1,0 +1,11 @@
+"""BioLogic potentiostats. Importing this package never imports easy-biologic (Windows-only);
+the adapter imports it lazily on `connect()`."""
+
+from drivers.biologic.sp300 import (
+    BiologicDLLError,
+    EasyBiologicSP300,
+    SP300Channel,
+    translate,
+)
+
+__all__ = ["BiologicDLLError", "EasyBiologicSP300", "SP300Channel", "translate"]
