@@ -48,7 +48,9 @@ def load_and_resolve(
     return resolve(doc, cell), doc, cell
 
 
-def validate_files(paths: Iterable[str | Path], cell_path: str | Path | None = None) -> list[LocatedError]:
+def validate_files(
+    paths: Iterable[str | Path], cell_path: str | Path | None = None
+) -> list[LocatedError]:
     """Every problem in every file (and, with a cell, every resolve problem); [] means all good."""
     errors: list[LocatedError] = []
     cell: CellSpec | None = None

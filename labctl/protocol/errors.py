@@ -45,6 +45,6 @@ class ProtocolError(Exception):
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    """"; did you mean 'current'?" or '' — a misspelt key is the commonest protocol typo."""
+    """ "; did you mean 'current'?" or '' — a misspelt key is the commonest protocol typo."""
     matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f"; did you mean '{matches[0]}'?" if matches else ""

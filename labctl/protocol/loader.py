@@ -151,7 +151,9 @@ def _read(path: str | Path) -> tuple[str, str]:
     try:
         return str(p), p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ProtocolError([LocatedError(str(p), 1, 1, (), f"cannot read file: {exc.strerror}")]) from exc
+        raise ProtocolError(
+            [LocatedError(str(p), 1, 1, (), f"cannot read file: {exc.strerror}")]
+        ) from exc
     except UnicodeDecodeError as exc:
         raise ProtocolError([LocatedError(str(p), 1, 1, (), "file is not UTF-8 text")]) from exc
 
@@ -162,7 +164,9 @@ def _parse(file: str, text: str) -> YamlSource:
     except YamlSyntax as exc:
         raise ProtocolError([exc.error]) from None
     if not isinstance(src.data, dict):
-        raise ProtocolError([LocatedError(file, 1, 1, (), "expected a YAML mapping at the top level")])
+        raise ProtocolError(
+            [LocatedError(file, 1, 1, (), "expected a YAML mapping at the top level")]
+        )
     return src
 
 
@@ -218,8 +222,12 @@ def _expand_list(
                 used = {ref.name for _, ref in iter_refs(step.steps, ())}
                 for name in names - used:
                     errors.append(
-                        src.error((*spath, "vary", name), f"vary '{name}' is not used by any "
-                                  f"step in this repeat (write ${{{name}}} where it applies)", key=True)
+                        src.error(
+                            (*spath, "vary", name),
+                            f"vary '{name}' is not used by any "
+                            f"step in this repeat (write ${{{name}}} where it applies)",
+                            key=True,
+                        )
                     )
             n = step.iterations
             for k in range(n):
@@ -231,8 +239,14 @@ def _expand_list(
                         inner_env[name] = v
                         inner_paths[name] = (*spath, "vary", name, k)
                 _expand_list(
-                    doc, list(step.steps), (*spath, "steps"), (*iteration, (k, n)),
-                    inner_env, inner_paths, out, errors,
+                    doc,
+                    list(step.steps),
+                    (*spath, "steps"),
+                    (*iteration, (k, n)),
+                    inner_env,
+                    inner_paths,
+                    out,
+                    errors,
                 )
                 if errors and k == 0 and not step.vary:
                     break  # identical iterations: report once
@@ -257,7 +271,9 @@ def _expand_list(
             concrete = type(step).model_validate(filled)
         except ValidationError as exc:
             vals = ", ".join(f"{r.name} = '{env[r.name]}'" for _, r in refs)
-            for e in errors_from_pydantic(exc, src, prefix=spath, suffix=f" (with {vals} from vary)"):
+            for e in errors_from_pydantic(
+                exc, src, prefix=spath, suffix=f" (with {vals} from vary)"
+            ):
                 if e not in errors:
                     errors.append(e)
             continue

@@ -83,14 +83,21 @@ def _row(index: int, s: ResolvedStep) -> PlanRow:
         bound = f"ends after {s.duration_s:g} s"
         if s.settle_dEdt_V_per_s is not None:
             bound += f" or when |dE/dt| < {s.settle_dEdt_V_per_s:g} V/s"
-        return PlanRow(**base, params={"duration_s": s.duration_s}, est_duration_s=s.duration_s, bound=bound)
+        return PlanRow(
+            **base, params={"duration_s": s.duration_s}, est_duration_s=s.duration_s, bound=bound
+        )
     if isinstance(s, Galvanostatic):
         t, bound = _galv_duration(s)
         q = 0.0 if t is None else abs(s.current_mA) * t / 3600.0
         return PlanRow(
             **base,
-            params={"current_mA": s.current_mA, "duration_s": s.duration_s, "capacity_mAh": s.capacity_mAh,
-                    "E_min_V": s.E_min_V, "E_max_V": s.E_max_V},
+            params={
+                "current_mA": s.current_mA,
+                "duration_s": s.duration_s,
+                "capacity_mAh": s.capacity_mAh,
+                "E_min_V": s.E_min_V,
+                "E_max_V": s.E_max_V,
+            },
             est_duration_s=t,
             est_charge_mAh=q,
             bound=bound + ("" if t is not None else " (duration set by the cell)"),
@@ -98,7 +105,11 @@ def _row(index: int, s: ResolvedStep) -> PlanRow:
     if isinstance(s, Potentiostatic):
         return PlanRow(
             **base,
-            params={"voltage_V": s.voltage_V, "duration_s": s.duration_s, "I_limit_mA": s.I_limit_mA},
+            params={
+                "voltage_V": s.voltage_V,
+                "duration_s": s.duration_s,
+                "I_limit_mA": s.I_limit_mA,
+            },
             est_duration_s=s.duration_s,
             bound=f"ends after {s.duration_s:g} s",
         )
@@ -108,24 +119,37 @@ def _row(index: int, s: ResolvedStep) -> PlanRow:
         t = path_V / s.scan_rate_V_s * s.cycles
         return PlanRow(
             **base,
-            params={"E_start_V": s.E_start_V, "vertices_V": ", ".join(f"{v:g}" for v in s.vertices_V),
-                    "scan_rate_V_s": s.scan_rate_V_s, "cycles": s.cycles},
+            params={
+                "E_start_V": s.E_start_V,
+                "vertices_V": ", ".join(f"{v:g}" for v in s.vertices_V),
+                "scan_rate_V_s": s.scan_rate_V_s,
+                "cycles": s.cycles,
+            },
             est_duration_s=t,
             bound=f"{s.cycles} cycle(s)",
         )
     if isinstance(s, EIS):
         return PlanRow(
             **base,
-            params={"mode": s.mode, "f_high_Hz": s.f_high_Hz, "f_low_Hz": s.f_low_Hz,
-                    "points_per_decade": s.points_per_decade, "amplitude": s.amplitude},
+            params={
+                "mode": s.mode,
+                "f_high_Hz": s.f_high_Hz,
+                "f_low_Hz": s.f_low_Hz,
+                "points_per_decade": s.points_per_decade,
+                "amplitude": s.amplitude,
+            },
             est_duration_s=eis_duration_s(s),
             bound="sweep complete",
         )
     if isinstance(s, Pressure):
         return PlanRow(
             **base,
-            params={"setpoint_MPa": s.setpoint_MPa, "tolerance_MPa": s.tolerance_MPa, "hold_s": s.hold_s,
-                    "timeout_s": s.timeout_s},
+            params={
+                "setpoint_MPa": s.setpoint_MPa,
+                "tolerance_MPa": s.tolerance_MPa,
+                "hold_s": s.hold_s,
+                "timeout_s": s.timeout_s,
+            },
             est_duration_s=s.hold_s,
             bound=f"in band for {s.hold_s:g} s; fails after {s.timeout_s:g} s",
         )
@@ -135,22 +159,35 @@ def _row(index: int, s: ResolvedStep) -> PlanRow:
         q_total = 0.0
         for k in range(n_steps):
             i = s.start_mA + k * s.increment_mA
-            half = s.half_cycle_s if s.half_cycle_s is not None else (s.half_cycle_mAh or 0.0) / i * 3600.0
+            half = (
+                s.half_cycle_s
+                if s.half_cycle_s is not None
+                else (s.half_cycle_mAh or 0.0) / i * 3600.0
+            )
             halves = 2 * s.cycles_per_step
             t_total += halves * (half + s.rest_s)
             q_total += halves * i * half / 3600.0
             if s.eis_after_step is not None:
                 t_total += eis_duration_s(s.eis_after_step)
-        per = (f"{s.half_cycle_s:g} s" if s.half_cycle_s is not None else f"{s.half_cycle_mAh:.4g} mAh")
+        per = (
+            f"{s.half_cycle_s:g} s" if s.half_cycle_s is not None else f"{s.half_cycle_mAh:.4g} mAh"
+        )
         return PlanRow(
             **base,
-            params={"start_mA": s.start_mA, "increment_mA": s.increment_mA, "max_mA": s.max_mA,
-                    "area_cm2": s.area_cm2, "half_cycle": per, "cycles_per_step": s.cycles_per_step,
-                    "E_limit_V": s.E_limit_V, "current_steps": n_steps},
+            params={
+                "start_mA": s.start_mA,
+                "increment_mA": s.increment_mA,
+                "max_mA": s.max_mA,
+                "area_cm2": s.area_cm2,
+                "half_cycle": per,
+                "cycles_per_step": s.cycles_per_step,
+                "E_limit_V": s.E_limit_V,
+                "current_steps": n_steps,
+            },
             est_duration_s=t_total,
             est_charge_mAh=q_total,
             bound=f"ends at failure, |V| > {s.E_limit_V:g} V, or after {n_steps} steps to "
-                  f"{s.max_mA:.4g} mA (estimate assumes it reaches max)",
+            f"{s.max_mA:.4g} mA (estimate assumes it reaches max)",
         )
     if isinstance(s, Interleave):
         t_g, bound = _galv_duration(s.galvanostatic)
@@ -164,9 +201,14 @@ def _row(index: int, s: ResolvedStep) -> PlanRow:
             t = t_g + t_eis + segments * (s.rest_s + t_eis)
         return PlanRow(
             **base,
-            params={"current_mA": s.galvanostatic.current_mA, "every_mAh": s.every_mAh, "rest_s": s.rest_s,
-                    "capacity_mAh": s.galvanostatic.capacity_mAh, "E_max_V": s.galvanostatic.E_max_V,
-                    "E_min_V": s.galvanostatic.E_min_V},
+            params={
+                "current_mA": s.galvanostatic.current_mA,
+                "every_mAh": s.every_mAh,
+                "rest_s": s.rest_s,
+                "capacity_mAh": s.galvanostatic.capacity_mAh,
+                "E_max_V": s.galvanostatic.E_max_V,
+                "E_min_V": s.galvanostatic.E_min_V,
+            },
             est_duration_s=t,
             est_charge_mAh=q,
             bound=bound + f"; EIS every {s.every_mAh:.4g} mAh",

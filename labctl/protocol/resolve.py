@@ -73,8 +73,11 @@ class _Resolver:
         if q.kind is Kind.CURRENT_DENSITY:
             ma = q.value * self.area
             if abs(ma) > I_ABS_MAX_MA:
-                self.err(path, f"{q} on this cell's {self.area:.4g} cm^2 is {ma:.4g} mA, beyond the "
-                         f"SP-300 standard range of ±{I_ABS_MAX_MA:g} mA")
+                self.err(
+                    path,
+                    f"{q} on this cell's {self.area:.4g} cm^2 is {ma:.4g} mA, beyond the "
+                    f"SP-300 standard range of ±{I_ABS_MAX_MA:g} mA",
+                )
             return ma
         return q.value
 
@@ -86,8 +89,11 @@ class _Resolver:
         if q.kind is Kind.SPECIFIC_CAPACITY:
             grams = self.cell.alloy_mass_g
             if grams is None:
-                self.err(path, f"{q} is per gram of alloy, but cell '{self.cell.id}' has no "
-                         "anode.alloy_mass_mg")
+                self.err(
+                    path,
+                    f"{q} is per gram of alloy, but cell '{self.cell.id}' has no "
+                    "anode.alloy_mass_mg",
+                )
                 return 0.0
             return q.value * grams
         return q.value
@@ -103,7 +109,9 @@ class _Resolver:
         return Limits(
             E_min_V=num(spec.E_min),
             E_max_V=num(spec.E_max),
-            I_max_mA=None if spec.I_max is None else abs(self.current(spec.I_max, (*path, "I_max"))),
+            I_max_mA=None
+            if spec.I_max is None
+            else abs(self.current(spec.I_max, (*path, "I_max"))),
             Q_max_mAh=None if spec.Q_max is None else self.capacity(spec.Q_max, (*path, "Q_max")),
             P_min_MPa=num(spec.P_min),
             P_max_MPa=num(spec.P_max),
@@ -145,7 +153,12 @@ class _Resolver:
         if "divergence" in given:
             kw["divergence_V"] = num(spec.divergence)
         # required-int settings cannot be disabled; null there means "default"
-        for k in ("ignore_first_samples", "hard_short_samples", "noise_spikes", "divergence_asr_factor"):
+        for k in (
+            "ignore_first_samples",
+            "hard_short_samples",
+            "noise_spikes",
+            "divergence_asr_factor",
+        ):
             if kw.get(k, 0) is None:
                 del kw[k]
         return DetectorSettings(**{**base.__dict__, **kw})
@@ -170,12 +183,16 @@ class _Resolver:
             limits=self.limits(spec.limits, (*path, "limits")),
         )
 
-    def galvanostatic(self, spec: GalvanostaticSpec, path: tuple[PathElem, ...], name: str) -> Galvanostatic:
+    def galvanostatic(
+        self, spec: GalvanostaticSpec, path: tuple[PathElem, ...], name: str
+    ) -> Galvanostatic:
         return Galvanostatic(
             name=name,
             current_mA=self.current(spec.current, (*path, "current")),
             duration_s=num(spec.duration),
-            capacity_mAh=None if spec.capacity is None else self.capacity(spec.capacity, (*path, "capacity")),
+            capacity_mAh=None
+            if spec.capacity is None
+            else self.capacity(spec.capacity, (*path, "capacity")),
             E_min_V=num(spec.E_min),
             E_max_V=num(spec.E_max),
             record=self.record(spec.record),
@@ -210,7 +227,9 @@ class _Resolver:
                 name=name,
                 voltage_V=num(spec.voltage) or 0.0,
                 duration_s=num(spec.duration) or 0.0,
-                I_limit_mA=None if spec.I_limit is None else abs(self.current(spec.I_limit, (*path, "I_limit"))),
+                I_limit_mA=None
+                if spec.I_limit is None
+                else abs(self.current(spec.I_limit, (*path, "I_limit"))),
                 record=self.record(spec.record),
                 source_line=line,
                 limits=lim,
@@ -248,7 +267,9 @@ class _Resolver:
                 max_mA=self.current(spec.max, (*path, "max")),
                 area_cm2=self.area,
                 half_cycle_s=hc.value if hc.kind is Kind.TIME else None,
-                half_cycle_mAh=None if hc.kind is Kind.TIME else self.capacity(hc, (*path, "half_cycle")),
+                half_cycle_mAh=None
+                if hc.kind is Kind.TIME
+                else self.capacity(hc, (*path, "half_cycle")),
                 cycles_per_step=spec.cycles_per_step,
                 rest_s=num(spec.rest) or 0.0,
                 eis_after_step=None
@@ -261,11 +282,16 @@ class _Resolver:
                 limits=lim,
             )
         if isinstance(spec, InterleaveSpec):
-            g = self.galvanostatic(spec.galvanostatic, (*path, "galvanostatic"), f"{name}: galvanostatic")
+            g = self.galvanostatic(
+                spec.galvanostatic, (*path, "galvanostatic"), f"{name}: galvanostatic"
+            )
             every = self.capacity(spec.every, (*path, "every"))
             if g.capacity_mAh is not None and every > g.capacity_mAh:
-                self.err((*path, "every"), f"every ({spec.every}) is more than the galvanostatic "
-                         "capacity, so no EIS would be interleaved")
+                self.err(
+                    (*path, "every"),
+                    f"every ({spec.every}) is more than the galvanostatic "
+                    "capacity, so no EIS would be interleaved",
+                )
             return Interleave(
                 name=name,
                 galvanostatic=g,

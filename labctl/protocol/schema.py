@@ -102,9 +102,7 @@ def _coerce(
     return q
 
 
-def Q(
-    *kinds: Kind, positive: bool = False, nonneg: bool = False, nonzero: bool = False
-) -> Any:
+def Q(*kinds: Kind, positive: bool = False, nonneg: bool = False, nonzero: bool = False) -> Any:
     """A quantity field accepting `kinds`, serialised back to the operator's text in JSON."""
     return Annotated[
         Qty | Ref,
@@ -162,7 +160,7 @@ class RecordSpec(_Model):
 
 
 class DetectorSpec(_Model):
-    """Failure-detector thresholds (echem.md §1.4). Unset keys keep the defaults; `null` disables."""
+    """Failure-detector thresholds (echem.md §1.4). Unset keys keep defaults; `null` disables."""
 
     enabled: bool = True
     ignore_first_samples: int | None = Field(default=None, ge=0)
@@ -191,10 +189,14 @@ class LimitsSpec(_Model):
         problems = []
         lo, hi = num(self.E_min), num(self.E_max)
         if lo is not None and hi is not None and lo >= hi:
-            problems.append(_at("E_max", f"E_max ({self.E_max}) must be above E_min ({self.E_min})"))
+            problems.append(
+                _at("E_max", f"E_max ({self.E_max}) must be above E_min ({self.E_min})")
+            )
         plo, phi = num(self.P_min), num(self.P_max)
         if plo is not None and phi is not None and plo >= phi:
-            problems.append(_at("P_max", f"P_max ({self.P_max}) must be above P_min ({self.P_min})"))
+            problems.append(
+                _at("P_max", f"P_max ({self.P_max}) must be above P_min ({self.P_min})")
+            )
         _raise_all(problems)
         return self
 
@@ -235,25 +237,36 @@ class GalvanostaticSpec(_StepSpec):
         ends = [self.duration, self.capacity, self.E_min, self.E_max]
         if all(e is None for e in ends):
             problems.append(
-                _at("current", "galvanostatic step has no end condition (give duration, capacity, "
-                    "E_min or E_max); it could run forever")
+                _at(
+                    "current",
+                    "galvanostatic step has no end condition (give duration, capacity, "
+                    "E_min or E_max); it could run forever",
+                )
             )
         lo, hi = num(self.E_min), num(self.E_max)
         if lo is not None and hi is not None and lo >= hi:
-            problems.append(_at("E_max", f"E_max ({self.E_max}) must be above E_min ({self.E_min})"))
+            problems.append(
+                _at("E_max", f"E_max ({self.E_max}) must be above E_min ({self.E_min})")
+            )
         i = num(self.current)
         if self.duration is None and self.capacity is None and i is not None:
             # Stripping (I > 0) drives E up; plating drives it down. A voltage end on the wrong
             # side is never reached.
             if i > 0 and self.E_max is None and self.E_min is not None:
                 problems.append(
-                    _at("E_min", f"current {self.current} is positive (stripping, E rises), so "
-                        "E_min alone never ends this step; use E_max or add duration/capacity")
+                    _at(
+                        "E_min",
+                        f"current {self.current} is positive (stripping, E rises), so "
+                        "E_min alone never ends this step; use E_max or add duration/capacity",
+                    )
                 )
             if i < 0 and self.E_min is None and self.E_max is not None:
                 problems.append(
-                    _at("E_max", f"current {self.current} is negative (plating, E falls), so "
-                        "E_max alone never ends this step; use E_min or add duration/capacity")
+                    _at(
+                        "E_max",
+                        f"current {self.current} is negative (plating, E falls), so "
+                        "E_max alone never ends this step; use E_min or add duration/capacity",
+                    )
                 )
         _raise_all(problems)
         return self
@@ -296,13 +309,19 @@ class EISSpec(_StepSpec):
         problems = []
         hi, lo = num(self.f_high), num(self.f_low)
         if hi is not None and lo is not None and lo >= hi:
-            problems.append(_at("f_low", f"f_low ({self.f_low}) must be below f_high ({self.f_high})"))
+            problems.append(
+                _at("f_low", f"f_low ({self.f_low}) must be below f_high ({self.f_high})")
+            )
         a = self.amplitude
         if isinstance(a, Qty):
             if self.mode == "PEIS" and a.kind is not Kind.VOLTAGE:
-                problems.append(_at("amplitude", f"PEIS amplitude must be a voltage (mV), got '{a}'"))
+                problems.append(
+                    _at("amplitude", f"PEIS amplitude must be a voltage (mV), got '{a}'")
+                )
             if self.mode == "GEIS" and a.kind is Kind.VOLTAGE:
-                problems.append(_at("amplitude", f"GEIS amplitude must be a current (mA or mA/cm^2), got '{a}'"))
+                problems.append(
+                    _at("amplitude", f"GEIS amplitude must be a current (mA or mA/cm^2), got '{a}'")
+                )
             if a.kind is Kind.VOLTAGE and a.value > 1.0:
                 problems.append(_at("amplitude", f"PEIS amplitude '{a}' is above 1 V; use mV"))
         if self.mode == "GEIS" and a is None:
@@ -344,8 +363,12 @@ class CCDRampSpec(_StepSpec):
         problems = []
         kinds = {q.kind for q in (self.start, self.increment, self.max) if isinstance(q, Qty)}
         if len(kinds) > 1:
-            problems.append(_at("increment", "start, increment and max must all be currents or all "
-                                "current densities"))
+            problems.append(
+                _at(
+                    "increment",
+                    "start, increment and max must all be currents or all current densities",
+                )
+            )
         s, m = num(self.start), num(self.max)
         if s is not None and m is not None and len(kinds) == 1 and m < s:
             problems.append(_at("max", f"max ({self.max}) is below start ({self.start})"))
@@ -398,8 +421,13 @@ class RepeatSpec(_StepSpec):
         if self.vary is not None and self.count is not None:
             n = len(next(iter(self.vary.values())))
             if n != self.count:
-                raise ValueError(_at("count", f"count {self.count} does not match the {n} vary values "
-                                     "(omit count; with vary the body runs once per value)"))
+                raise ValueError(
+                    _at(
+                        "count",
+                        f"count {self.count} does not match the {n} vary values "
+                        "(omit count; with vary the body runs once per value)",
+                    )
+                )
         return self
 
     @property
@@ -518,7 +546,11 @@ def model_for(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
     for elem in loc[:-1]:
         if isinstance(elem, int):
             continue
-        if isinstance(elem, str) and elem in STEP_MODELS and elem not in getattr(cls, "model_fields", {}):
+        if (
+            isinstance(elem, str)
+            and elem in STEP_MODELS
+            and elem not in getattr(cls, "model_fields", {})
+        ):
             cls = STEP_MODELS[elem]
             continue
         fields = getattr(cls, "model_fields", None)

@@ -74,7 +74,7 @@ _NUMBER = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(.*?)\s
 
 @dataclass(frozen=True)
 class Qty:
-    """A parsed quantity: `value` is in `kind.canonical` units; `text` is what the operator wrote."""
+    """A parsed quantity: `value` in `kind.canonical` units; `text` as the operator wrote it."""
 
     value: float
     kind: Kind
@@ -112,7 +112,9 @@ def parse_quantity(value: object) -> pint.Quantity:
     if isinstance(value, int | float):
         raise QuantityError(f"bare number {value!r} has no unit; write e.g. '{value} mA'")
     if not isinstance(value, str):
-        raise QuantityError(f"expected a quantity such as '0.25 mA/cm^2', got {type(value).__name__}")
+        raise QuantityError(
+            f"expected a quantity such as '0.25 mA/cm^2', got {type(value).__name__}"
+        )
     m = _NUMBER.match(value)
     if m is None:
         raise QuantityError(f"'{value}' does not start with a number")

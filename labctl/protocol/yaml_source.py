@@ -68,7 +68,7 @@ def _node_pos(node: Any) -> tuple[int, int]:
 
 
 def load_yaml(file: str, text: str) -> YamlSource:
-    """Parse `text`; a syntax error becomes a ProtocolError-ready LocatedError list via `YamlSyntax`."""
+    """Parse `text`; a syntax error is raised as `YamlSyntax` carrying one LocatedError."""
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
@@ -77,7 +77,9 @@ def load_yaml(file: str, text: str) -> YamlSource:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
-        raise YamlSyntax(LocatedError(file, line, col, (), f"YAML syntax error: {problem}")) from exc
+        raise YamlSyntax(
+            LocatedError(file, line, col, (), f"YAML syntax error: {problem}")
+        ) from exc
     except YAMLError as exc:
         raise YamlSyntax(LocatedError(file, 1, 1, (), f"YAML syntax error: {exc}")) from exc
     return YamlSource(file, text, data)
@@ -105,7 +107,9 @@ def to_plain(node: Any) -> Any:
         return [to_plain(v) for v in node]
     if hasattr(node, "__float__") and type(node).__name__ in ("ScalarFloat",):
         return float(node)
-    if type(node).__name__ in ("ScalarInt",) or (isinstance(node, int) and not isinstance(node, bool)):
+    if type(node).__name__ in ("ScalarInt",) or (
+        isinstance(node, int) and not isinstance(node, bool)
+    ):
         return int(node)
     if isinstance(node, str):
         return str(node)
