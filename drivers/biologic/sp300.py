@@ -95,16 +95,40 @@ ERROR_NAMES = {
 }
 
 # SP-300 technique timebases (biologic.md §6.1): the longest step is tb * 2**31.
-_TIMEBASE_S = {"ocv": 20e-6, "cp": 21e-6, "ca": 21e-6, "cplimit": 34e-6, "calimit": 34e-6,
-               "peis": 24e-6, "geis": 24e-6, "cv": 45e-6}
+_TIMEBASE_S = {
+    "ocv": 20e-6,
+    "cp": 21e-6,
+    "ca": 21e-6,
+    "cplimit": 34e-6,
+    "calimit": 34e-6,
+    "peis": 24e-6,
+    "geis": 24e-6,
+    "cv": 45e-6,
+}
 _MAX_LIMIT_STEPS = 20  # CPLIMIT/CALIMIT parameter arrays hold 20 steps
 
 # TechniqueId values easy-biologic's parser knows; CPLIMIT (155) is missing from its enum.
-_PARSE_ID = {"ocv": 100, "ca": 101, "cp": 102, "cv": 103, "peis": 104, "geis": 107,
-             "calimit": 157, "cplimit": 102}
+_PARSE_ID = {
+    "ocv": 100,
+    "ca": 101,
+    "cp": 102,
+    "cv": 103,
+    "peis": 104,
+    "geis": 107,
+    "calimit": 157,
+    "cplimit": 102,
+}
 # What the DLL reports in DataInfo.TechniqueID for each technique we load.
-_DLL_ID = {"ocv": 100, "ca": 101, "cp": 102, "cv": 103, "peis": 104, "geis": 107,
-           "calimit": 157, "cplimit": 155}
+_DLL_ID = {
+    "ocv": 100,
+    "ca": 101,
+    "cp": 102,
+    "cv": 103,
+    "peis": 104,
+    "geis": 107,
+    "calimit": 157,
+    "cplimit": 155,
+}
 
 _STATE_RUN = 1
 _IRANGE_AUTO = 12
@@ -117,7 +141,9 @@ class BiologicDLLError(InstrumentError):
     def __init__(self, code: int, action: str) -> None:
         self.code = code
         self.action = action
-        super().__init__(f"SP-300 {action} failed: DLL error {code} ({ERROR_NAMES.get(code, 'unknown')})")
+        super().__init__(
+            f"SP-300 {action} failed: DLL error {code} ({ERROR_NAMES.get(code, 'unknown')})"
+        )
 
 
 class _PackedDataInfo(ctypes.Structure):
@@ -223,7 +249,7 @@ def _e_range(*values: float | None) -> int:
 
 
 def _limit_config(variable: int, greater: bool) -> int:
-    """Test-config bit layout (DevPkg §7.36): bit0 active, bit1 logic (OR=0), bit2 '>' , bits5+ var."""
+    """Test-config bits (DevPkg §7.36): bit0 active, bit1 logic (OR=0), bit2 '>', bits5+ var."""
     return 1 | (int(greater) << 2) | (variable << 5)
 
 
@@ -273,12 +299,16 @@ def translate(tech: Technique) -> DllTechnique:
         if tech.duration_s > _TIMEBASE_S["ocv"] * 2**31:
             raise ValueError("OCV longer than 11.9 h cannot be one DLL technique; split it")
         rec = tech.recording
-        return DllTechnique("ocv", {
-            "Rest_time_T": float(tech.duration_s),
-            "Record_every_dE": float(rec.every_dE_V or 0.0),
-            "Record_every_dT": float(rec.every_dt_s),
-            "E_Range": _e_range(None),
-        }, "points")
+        return DllTechnique(
+            "ocv",
+            {
+                "Rest_time_T": float(tech.duration_s),
+                "Record_every_dE": float(rec.every_dE_V or 0.0),
+                "Record_every_dT": float(rec.every_dt_s),
+                "E_Range": _e_range(None),
+            },
+            "points",
+        )
 
     if isinstance(tech, ConstantCurrent):
         duration = float(tech.duration_s)
@@ -298,10 +328,17 @@ def translate(tech: Technique) -> DllTechnique:
             tests.append((_limit_config(0, greater=False), float(tech.E_min_V)))
         rec = tech.recording
         params = _limit_params(
-            "cplimit", "Current_step", tech.current_A,
-            _split_duration(duration, "cplimit", _MAX_LIMIT_STEPS), tests,
-            {"Record_every_dT": float(rec.every_dt_s), "Record_every_dE": float(rec.every_dE_V or 0.0)},
-            _i_range(tech.current_A), _e_range(tech.E_min_V, tech.E_max_V),
+            "cplimit",
+            "Current_step",
+            tech.current_A,
+            _split_duration(duration, "cplimit", _MAX_LIMIT_STEPS),
+            tests,
+            {
+                "Record_every_dT": float(rec.every_dt_s),
+                "Record_every_dE": float(rec.every_dE_V or 0.0),
+            },
+            _i_range(tech.current_A),
+            _e_range(tech.E_min_V, tech.E_max_V),
         )
         return DllTechnique("cplimit", params, "points", charge_bound)
 
@@ -311,21 +348,33 @@ def translate(tech: Technique) -> DllTechnique:
         if tech.I_limit_A is not None:
             lim = abs(float(tech.I_limit_A))
             tests = [(_limit_config(3, greater=True), lim), (_limit_config(3, greater=False), -lim)]
-            params = _limit_params("calimit", "Voltage_step", tech.voltage_V, durations, tests, rec,
-                                   _i_range(lim), _e_range(tech.voltage_V))
+            params = _limit_params(
+                "calimit",
+                "Voltage_step",
+                tech.voltage_V,
+                durations,
+                tests,
+                rec,
+                _i_range(lim),
+                _e_range(tech.voltage_V),
+            )
             return DllTechnique("calimit", params, "points")
         # No |I| limit: plain CA, which (unlike CALIMIT) may auto-range the current.
         n = len(durations)
-        return DllTechnique("ca", {
-            "Voltage_step": [float(tech.voltage_V)] * n,
-            "vs_initial": [False] * n,
-            "Duration_step": durations,
-            "Step_number": n - 1,
-            **rec,
-            "N_Cycles": 0,
-            "I_Range": _IRANGE_AUTO,
-            "E_Range": _e_range(tech.voltage_V),
-        }, "points")
+        return DllTechnique(
+            "ca",
+            {
+                "Voltage_step": [float(tech.voltage_V)] * n,
+                "vs_initial": [False] * n,
+                "Duration_step": durations,
+                "Step_number": n - 1,
+                **rec,
+                "N_Cycles": 0,
+                "I_Range": _IRANGE_AUTO,
+                "E_Range": _e_range(tech.voltage_V),
+            },
+            "points",
+        )
 
     if isinstance(tech, CyclicVoltammetry):
         v = [float(x) for x in tech.vertices_V]
@@ -334,19 +383,23 @@ def translate(tech: Technique) -> DllTechnique:
         e1, e2 = (v[0], float(tech.E_start_V)) if len(v) == 1 else (v[0], v[1])
         es = float(tech.E_start_V)
         rate_mV_s = float(tech.scan_rate_V_s) * 1000.0  # the DLL's Scan_Rate is mV/s
-        return DllTechnique("cv", {
-            "vs_initial": [False] * 5,
-            "Voltage_step": [es, e1, e2, es, es],  # Ei, E1, E2, Ei, Ef
-            "Scan_Rate": [rate_mV_s] * 5,
-            "Scan_number": 2,
-            "Record_every_dE": float(tech.record_every_dE_V),
-            "Average_over_dE": False,
-            "N_Cycles": max(0, int(tech.cycles) - 1),  # N_Cycles counts *extra* cycles
-            "Begin_measuring_I": 0.5,
-            "End_measuring_I": 1.0,
-            "I_Range": _IRANGE_AUTO,
-            "E_Range": _e_range(es, e1, e2),
-        }, "points")
+        return DllTechnique(
+            "cv",
+            {
+                "vs_initial": [False] * 5,
+                "Voltage_step": [es, e1, e2, es, es],  # Ei, E1, E2, Ei, Ef
+                "Scan_Rate": [rate_mV_s] * 5,
+                "Scan_number": 2,
+                "Record_every_dE": float(tech.record_every_dE_V),
+                "Average_over_dE": False,
+                "N_Cycles": max(0, int(tech.cycles) - 1),  # N_Cycles counts *extra* cycles
+                "Begin_measuring_I": 0.5,
+                "End_measuring_I": 1.0,
+                "I_Range": _IRANGE_AUTO,
+                "E_Range": _e_range(es, e1, e2),
+            },
+            "points",
+        )
 
     if isinstance(tech, (PotentioEIS, GalvanoEIS)):
         # Frequency_number is the TOTAL count; derive it exactly as eis_frequencies() does so
@@ -366,30 +419,38 @@ def translate(tech: Technique) -> DllTechnique:
         if isinstance(tech, PotentioEIS):
             relative = tech.E_dc_V is None
             e_dc = 0.0 if relative else float(tech.E_dc_V)  # type: ignore[arg-type]
-            return DllTechnique("peis", {
-                "vs_initial": relative,
-                "vs_final": relative,
-                "Initial_Voltage_step": e_dc,
-                "Final_Voltage_step": e_dc,
-                "Record_every_dI": 0.0,
-                "Amplitude_Voltage": float(tech.amplitude_V),
-                "I_Range": _IRANGE_AUTO,
-                "E_Range": _e_range(None if relative else e_dc),
-                **common,
-            }, "eis")
+            return DllTechnique(
+                "peis",
+                {
+                    "vs_initial": relative,
+                    "vs_final": relative,
+                    "Initial_Voltage_step": e_dc,
+                    "Final_Voltage_step": e_dc,
+                    "Record_every_dI": 0.0,
+                    "Amplitude_Voltage": float(tech.amplitude_V),
+                    "I_Range": _IRANGE_AUTO,
+                    "E_Range": _e_range(None if relative else e_dc),
+                    **common,
+                },
+                "eis",
+            )
         amp = abs(float(tech.amplitude_A))
-        return DllTechnique("geis", {
-            "vs_initial": False,
-            "vs_final": False,
-            "Initial_Current_step": float(tech.I_dc_A),
-            "Final_Current_step": float(tech.I_dc_A),
-            "Record_every_dE": 0.0,
-            "Amplitude_Current": amp,
-            # amplitude <= 50 % of the range, and the DC part must fit as well
-            "I_Range": _i_range(max(2 * amp, abs(tech.I_dc_A) + amp)),
-            "E_Range": _e_range(None),
-            **common,
-        }, "eis")
+        return DllTechnique(
+            "geis",
+            {
+                "vs_initial": False,
+                "vs_final": False,
+                "Initial_Current_step": float(tech.I_dc_A),
+                "Final_Current_step": float(tech.I_dc_A),
+                "Record_every_dE": 0.0,
+                "Amplitude_Current": amp,
+                # amplitude <= 50 % of the range, and the DC part must fit as well
+                "I_Range": _i_range(max(2 * amp, abs(tech.I_dc_A) + amp)),
+                "E_Range": _e_range(None),
+                **common,
+            },
+            "eis",
+        )
 
     raise TypeError(f"SP-300 adapter cannot run {type(tech).__name__}")
 
@@ -440,7 +501,9 @@ class EasyBiologicSP300:
                 except Exception as exc:
                     code = dll_code_of(exc)
                     if code is None:
-                        raise InstrumentError(f"SP-300 {action} failed: {type(exc).__name__}: {exc}") from exc
+                        raise InstrumentError(
+                            f"SP-300 {action} failed: {type(exc).__name__}: {exc}"
+                        ) from exc
                     raise BiologicDLLError(code, action) from exc
 
         retrying = Retrying(
@@ -470,7 +533,9 @@ class EasyBiologicSP300:
             raise
         if not eb.ecl.is_in_SP300_family(dev.kind):
             eb.ecl.disconnect(dev.idn)
-            raise InstrumentError(f"{self.address} is a {dev.kind.name}, not an SP-300-family device")
+            raise InstrumentError(
+                f"{self.address} is a {dev.kind.name}, not an SP-300-family device"
+            )
         self._dev = dev
         self._plugged = [i for i, p in enumerate(dev.plugged) if p]
         log.info("SP-300 %s connected, channels %s", self.address, self._plugged)
@@ -536,7 +601,9 @@ class SP300Channel:
         dev = self._sp.device
         values = self._sp.call("get values", dev.get_values, self.index)
         if values.State == _STATE_RUN:
-            raise InstrumentError(f"SP-300 channel {self.index} is running; stop() it before load()")
+            raise InstrumentError(
+                f"SP-300 channel {self.index} is running; stop() it before load()"
+            )
         dll = translate(technique)
         self._sp.call(f"load {dll.name}", dev.load_technique, self.index, dll.name, dll.params)
         self._tech, self._dll = technique, dll
@@ -572,7 +639,9 @@ class SP300Channel:
     def poll(self) -> ChannelReading:
         eb = load_easy_biologic()
         if self._dll is None or not self._started:
-            return ChannelReading(state=self._state, end_reason=self._end_reason, elapsed_s=self._elapsed)
+            return ChannelReading(
+                state=self._state, end_reason=self._end_reason, elapsed_s=self._elapsed
+            )
         dll = self._dll
         t_parts: list[float] = []
         e_parts: list[float] = []
@@ -582,7 +651,8 @@ class SP300Channel:
         values = None
         for _ in range(_MAX_GETDATA_PER_POLL):
             data, info_raw, values = self._sp.call(
-                "get data", eb.ecl.get_data, self._sp.device.idn, self.index)
+                "get data", eb.ecl.get_data, self._sp.device.idn, self.index
+            )
             run_state = values.State
             info = repack_data_info(info_raw)
             if info.NbRows == 0:
@@ -590,11 +660,15 @@ class SP300Channel:
             if info.TechniqueID != _DLL_ID[dll.name]:
                 raise InstrumentError(
                     f"SP-300 channel {self.index}: data from technique {info.TechniqueID}, "
-                    f"expected {_DLL_ID[dll.name]} ({dll.name})")
+                    f"expected {_DLL_ID[dll.name]} ({dll.name})"
+                )
             self._decode(eb, dll, data, info, values, t_parts, e_parts, i_parts, eis)
         else:
-            log.warning("SP-300 channel %s: buffer not drained after %s reads", self.index,
-                        _MAX_GETDATA_PER_POLL)
+            log.warning(
+                "SP-300 channel %s: buffer not drained after %s reads",
+                self.index,
+                _MAX_GETDATA_PER_POLL,
+            )
         if values is not None:
             self._elapsed = float(values.ElapsedTime)
             if values.OptErr:
@@ -610,31 +684,62 @@ class SP300Channel:
                 if not self._ended:
                     self._ended = True
                     self._end_reason = self._why_ended()
-        points = PointBatch(np.asarray(t_parts, float), np.asarray(e_parts, float),
-                            np.asarray(i_parts, float))
-        return ChannelReading(state=self._state, points=points, impedance=eis,
-                              end_reason=self._end_reason, elapsed_s=self._elapsed)
+        points = PointBatch(
+            np.asarray(t_parts, float), np.asarray(e_parts, float), np.asarray(i_parts, float)
+        )
+        return ChannelReading(
+            state=self._state,
+            points=points,
+            impedance=eis,
+            end_reason=self._end_reason,
+            elapsed_s=self._elapsed,
+        )
 
     # -- helpers ------------------------------------------------------------------------
-    def _decode(self, eb: SimpleNamespace, dll: DllTechnique, data: Any, info: _PackedDataInfo,
-                values: Any, t: list[float], e: list[float], i: list[float],
-                eis: list[ImpedancePoint]) -> None:
+    def _decode(
+        self,
+        eb: SimpleNamespace,
+        dll: DllTechnique,
+        data: Any,
+        info: _PackedDataInfo,
+        values: Any,
+        t: list[float],
+        e: list[float],
+        i: list[float],
+        eis: list[ImpedancePoint],
+    ) -> None:
         fields = getattr(eb.dp.SP300_Fields, dll.name.upper())
-        parse_info = SimpleNamespace(NbRows=info.NbRows, NbCols=info.NbCols,
-                                     TechniqueID=_PARSE_ID[dll.name], ProcessIndex=info.ProcessIndex,
-                                     StartTime=info.StartTime)
+        parse_info = SimpleNamespace(
+            NbRows=info.NbRows,
+            NbCols=info.NbCols,
+            TechniqueID=_PARSE_ID[dll.name],
+            ProcessIndex=info.ProcessIndex,
+            StartTime=info.StartTime,
+        )
         rows = self._sp.call("parse data", eb.dp.parse, data, parse_info, fields)
         if dll.kind == "eis" and info.ProcessIndex == 1:
             for r in rows:
                 if r.abs_current == 0 or not math.isfinite(r.abs_current):
-                    log.warning("SP-300 channel %s: |I| = 0 at %s Hz; Z is NaN", self.index, r.frequency)
+                    log.warning(
+                        "SP-300 channel %s: |I| = 0 at %s Hz; Z is NaN", self.index, r.frequency
+                    )
                     z_re = z_im = float("nan")
                 else:
                     mod = r.abs_voltage / r.abs_current
-                    z_re, z_im = mod * math.cos(r.impedance_phase), mod * math.sin(r.impedance_phase)
-                eis.append(ImpedancePoint(t_s=float(info.StartTime + r.time), frequency_Hz=float(r.frequency),
-                                          Z_re_ohm=z_re, Z_im_ohm=z_im, E_V=float(r.voltage),
-                                          I_A=float(r.current)))
+                    z_re, z_im = (
+                        mod * math.cos(r.impedance_phase),
+                        mod * math.sin(r.impedance_phase),
+                    )
+                eis.append(
+                    ImpedancePoint(
+                        t_s=float(info.StartTime + r.time),
+                        frequency_Hz=float(r.frequency),
+                        Z_re_ohm=z_re,
+                        Z_im_ohm=z_im,
+                        E_V=float(r.voltage),
+                        I_A=float(r.current),
+                    )
+                )
             return
         for r in rows:
             t.append(float(eb.dp.calculate_time(r.t_high, r.t_low, info, values)))
@@ -653,8 +758,12 @@ class SP300Channel:
                 return "E_min"
             if self._dll is not None and self._dll.charge_bound:
                 return "charge"
-        if (isinstance(tech, ConstantVoltage) and tech.I_limit_A is not None and cur is not None
-                and abs(cur) >= abs(tech.I_limit_A)):
+        if (
+            isinstance(tech, ConstantVoltage)
+            and tech.I_limit_A is not None
+            and cur is not None
+            and abs(cur) >= abs(tech.I_limit_A)
+        ):
             return "I_limit"
         if isinstance(tech, (CyclicVoltammetry, PotentioEIS, GalvanoEIS)):
             return "complete"

@@ -30,10 +30,26 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-TIMEBASE = {"ocv": 20e-6, "cp": 21e-6, "ca": 21e-6, "cplimit": 34e-6, "calimit": 34e-6,
-            "peis": 24e-6, "geis": 24e-6, "cv": 45e-6}
-TECH_ID = {"ocv": 100, "ca": 101, "cp": 102, "cv": 103, "peis": 104, "geis": 107,
-           "cplimit": 155, "calimit": 157}
+TIMEBASE = {
+    "ocv": 20e-6,
+    "cp": 21e-6,
+    "ca": 21e-6,
+    "cplimit": 34e-6,
+    "calimit": 34e-6,
+    "peis": 24e-6,
+    "geis": 24e-6,
+    "cv": 45e-6,
+}
+TECH_ID = {
+    "ocv": 100,
+    "ca": 101,
+    "cp": 102,
+    "cv": 103,
+    "peis": 104,
+    "geis": 107,
+    "cplimit": 155,
+    "calimit": 157,
+}
 STOP, RUN = 0, 1
 _NEXT_IDN = 0
 
@@ -56,11 +72,17 @@ class _PackedDataInfo(ctypes.Structure):
     """DataInfo exactly as the DLL lays it out (40 bytes, StartTime at offset 28)."""
 
     _pack_ = 4
-    _fields_ = [("IRQskipped", ctypes.c_int32), ("NbRows", ctypes.c_int32),
-                ("NbCols", ctypes.c_int32), ("TechniqueIndex", ctypes.c_int32),
-                ("TechniqueID", ctypes.c_int32), ("ProcessIndex", ctypes.c_int32),
-                ("loop", ctypes.c_int32), ("StartTime", ctypes.c_double),
-                ("MuxPad", ctypes.c_int32)]
+    _fields_ = [
+        ("IRQskipped", ctypes.c_int32),
+        ("NbRows", ctypes.c_int32),
+        ("NbCols", ctypes.c_int32),
+        ("TechniqueIndex", ctypes.c_int32),
+        ("TechniqueID", ctypes.c_int32),
+        ("ProcessIndex", ctypes.c_int32),
+        ("loop", ctypes.c_int32),
+        ("StartTime", ctypes.c_double),
+        ("MuxPad", ctypes.c_int32),
+    ]
 
 
 @dataclass
@@ -93,8 +115,13 @@ class SimChannel:
 class FakeEClib:
     """State of the simulated SP-300 plus the `BL_*` implementations."""
 
-    def __init__(self, n_channels: int = 2, start_time_offset: float = 0.0,
-                 R_ohm: float = 50.0, dEdq_V_per_C: float = 2.0) -> None:
+    def __init__(
+        self,
+        n_channels: int = 2,
+        start_time_offset: float = 0.0,
+        R_ohm: float = 50.0,
+        dEdq_V_per_C: float = 2.0,
+    ) -> None:
         self.now = 0.0
         self.connected: set[int] = set()
         self.channels = [SimChannel(i, 2.90 + 0.01 * i) for i in range(n_channels)]
@@ -161,8 +188,17 @@ class FakeEClib:
     def _BL_TestConnection(self, idn: Any) -> int:
         return 0 if _v(idn) in self.connected else -1
 
-    def _BL_LoadFirmware(self, idn: Any, active_ref: Any, results_ref: Any, length: Any,
-                         gauge: Any, force: Any, bin_file: Any, xlx_file: Any) -> int:
+    def _BL_LoadFirmware(
+        self,
+        idn: Any,
+        active_ref: Any,
+        results_ref: Any,
+        length: Any,
+        gauge: Any,
+        force: Any,
+        bin_file: Any,
+        xlx_file: Any,
+    ) -> int:
         return 0 if _v(idn) in self.connected else -1
 
     def _BL_IsChannelPlugged(self, idn: Any, ch: Any) -> bool:
@@ -224,8 +260,9 @@ class FakeEClib:
             out.setdefault(p.ParamStr.decode(), {})[p.ParamIndex] = val
         return out
 
-    def _BL_LoadTechnique(self, idn: Any, ch: Any, fname_ref: Any, params: Any, first: Any,
-                          last: Any, verbose: Any) -> int:
+    def _BL_LoadTechnique(
+        self, idn: Any, ch: Any, fname_ref: Any, params: Any, first: Any, last: Any, verbose: Any
+    ) -> int:
         if _v(idn) not in self.connected:
             return -1
         c = self.channels[_v(ch)]
@@ -243,7 +280,9 @@ class FakeEClib:
         c.techniques.append((base, self._decode_params(params)))
         return 0
 
-    def _BL_UpdateParameters(self, idn: Any, ch: Any, index: Any, params: Any, fname_ref: Any) -> int:
+    def _BL_UpdateParameters(
+        self, idn: Any, ch: Any, index: Any, params: Any, fname_ref: Any
+    ) -> int:
         c = self.channels[_v(ch)]
         for label, vals in self._decode_params(params).items():
             c.techniques[_v(index)][1].setdefault(label, {}).update(vals)
@@ -381,8 +420,14 @@ class FakeEClib:
         if t_now >= dur:
             c.state = STOP
 
-    def _sim_cp(self, c: SimChannel, tech: str, p: dict[str, dict[int, Any]], one: dict[str, Any],
-                t_now: float) -> None:
+    def _sim_cp(
+        self,
+        c: SimChannel,
+        tech: str,
+        p: dict[str, dict[int, Any]],
+        one: dict[str, Any],
+        t_now: float,
+    ) -> None:
         current = one["Current_step"]
         dur = sum(p["Duration_step"].values())
         dt = one["Record_every_dT"]
@@ -432,8 +477,22 @@ class FakeEClib:
                 abs_i = one["Amplitude_Current"]
                 abs_e = abs_i * abs(z)
             phase = cmath.phase(z)
-            row = [f2u(freqs[k]), f2u(abs_e), f2u(abs_i), f2u(phase), f2u(c.E), f2u(1e-9), 0,
-                   f2u(abs_e / 2), f2u(abs_i), f2u(0.0), f2u(0.0), 0, 0, f2u(times[k])]
+            row = [
+                f2u(freqs[k]),
+                f2u(abs_e),
+                f2u(abs_i),
+                f2u(phase),
+                f2u(c.E),
+                f2u(1e-9),
+                0,
+                f2u(abs_e / 2),
+                f2u(abs_i),
+                f2u(0.0),
+                f2u(0.0),
+                0,
+                0,
+                f2u(times[k]),
+            ]
             self._push(c, tech, 1, row)
             c.eis_emitted += 1
         c.t_done = min(t_now, times[-1])

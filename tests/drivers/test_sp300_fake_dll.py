@@ -32,24 +32,50 @@ pytestmark = pytest.mark.skipif(
 if not CHILD:
 
     def test_sp300_under_fake_dll() -> None:
-        env = dict(os.environ, LABCTL_FAKE_DLL_CHILD="1",
-                   PYTHONPATH=os.pathsep.join([str(REPO), str(HERE), os.environ.get("PYTHONPATH", "")]))
+        env = dict(
+            os.environ,
+            LABCTL_FAKE_DLL_CHILD="1",
+            PYTHONPATH=os.pathsep.join([str(REPO), str(HERE), os.environ.get("PYTHONPATH", "")]),
+        )
         proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W",
-             "ignore::UserWarning", str(Path(__file__))],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-W",
+                "ignore::UserWarning",
+                str(Path(__file__)),
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         assert proc.returncode == 0, f"fake-DLL scenarios failed:\n{proc.stdout}\n{proc.stderr}"
         assert " passed" in proc.stdout
 
     def test_import_without_dll_is_clean() -> None:
         """`import drivers.biologic` must not import easy_biologic (Windows-only)."""
-        code = ("import sys, drivers.biologic as b; assert 'easy_biologic' not in sys.modules;"
-                "sp = b.EasyBiologicSP300('USB0');\n"
-                "from drivers.interfaces import InstrumentError\n"
-                "try:\n    sp.connect()\nexcept InstrumentError as e:\n    print('ERR', e)\n")
-        proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                              text=True, timeout=60, check=False, env=dict(os.environ, PYTHONPATH=str(REPO)))
+        code = (
+            "import sys, drivers.biologic as b; assert 'easy_biologic' not in sys.modules;"
+            "sp = b.EasyBiologicSP300('USB0');\n"
+            "from drivers.interfaces import InstrumentError\n"
+            "try:\n    sp.connect()\nexcept InstrumentError as e:\n    print('ERR', e)\n"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env=dict(os.environ, PYTHONPATH=str(REPO)),
+        )
         assert proc.returncode == 0, proc.stderr
         assert "ERR" in proc.stdout and "Windows" in proc.stdout
 
@@ -106,8 +132,11 @@ else:
     def test_ocv_and_cplimit_on_two_channels(sp: EasyBiologicSP300) -> None:
         c0, c1 = sp.channel(0), sp.channel(1)
         c0.load(OpenCircuit(10.0, Recording(every_dt_s=1.0)))
-        c1.load(ConstantCurrent(1e-3, 3600.0, E_min_V=2.0, E_max_V=3.0,
-                                recording=Recording(every_dt_s=2.0)))
+        c1.load(
+            ConstantCurrent(
+                1e-3, 3600.0, E_min_V=2.0, E_max_V=3.0, recording=Recording(every_dt_s=2.0)
+            )
+        )
         p = SIM.params(1)
         assert p["Current_step"][0] == pytest.approx(1e-3)
         assert p["Test1_Config"][0] == 5 and p["Test1_Value"][0] == pytest.approx(3.0)  # E > 3 V
@@ -130,7 +159,9 @@ else:
         r0, r1 = c0.poll(), c1.poll()
         assert r0.state is ChannelState.IDLE and r0.end_reason == "time"
         assert r0.points.t_s == pytest.approx([5, 6, 7, 8, 9, 10], abs=1e-5)
-        assert r1.state is ChannelState.IDLE and r1.end_reason == "E_max"  # at t = 20 s on-instrument
+        assert (
+            r1.state is ChannelState.IDLE and r1.end_reason == "E_max"
+        )  # at t = 20 s on-instrument
         assert r1.points.t_s[-1] == pytest.approx(20.0, abs=1e-3)
         assert r1.points.E_V[-1] == pytest.approx(3.0, abs=1e-6)
 
@@ -272,5 +303,7 @@ else:
         c.load(ConstantVoltage(3.2, 60.0))
         assert SIM.channels[0].techniques[0][0] == "ca"
         long = translate(ConstantCurrent(1e-3, 48 * 3600.0))
-        assert long.params["Step_number"] == 2 and sum(long.params["Duration_step"]) == pytest.approx(48 * 3600)
+        assert long.params["Step_number"] == 2 and sum(
+            long.params["Duration_step"]
+        ) == pytest.approx(48 * 3600)
         sp.disconnect()
