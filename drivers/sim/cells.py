@@ -1,0 +1,762 @@
+"""Digital-twin cell physics: Na|NASICON|Na, NaK@CC|SnO2-NASICON|Na and NaK|NaK cells.
+
+These classes implement `drivers.sim.cell_model.CellModel`; the simulated potentiostat drives
+them and nothing else in the app knows their equations. The model is the one of echem.md §4
+(areal units inside: mA/cm², Ω cm², mAh/cm², V), calibrated to the CCDs and critical stripping
+capacities of Wu et al., J. Mater. Chem. A 13 (2025) 22074:
+
+* V = ΔE_ocv + j R_Ω + η_1(j) + η_2(j) (+ noise); η = (2RT/F) asinh(j / 2 j0 A) + j R_c (1/A − 1).
+* Active area A = (1 − φ)(1 − d)(1 − θ): voids φ, NaK de-wetting d, blocking θ by precipitate.
+* Voids grow when a stripping electrode is driven above j_c (metal/liquid supply limit) and close
+  with τ_close; filaments grow when a plating electrode is driven above j_c and short the cell.
+* NaK composition follows the Na removed from the accessible alloy; beyond the liquidus K(s)
+  precipitates (lever rule) and blocks the interface.
+
+Speed: campaigns simulate ~10^5 one-second steps per cell, so `run_constant_current` integrates
+whole chunks in closed form whenever the nonlinear mechanisms are dormant (|j|/A ≤ j_c on both
+electrodes, no filament in the micro-short range). In that regime φ only decays exponentially, ℓ is
+frozen and q is linear in time, so every per-step quantity is an explicit function of the step
+index and numpy evaluates a whole chunk at once. The per-step path (`_slow_step`) uses the *same*
+state update (exact exponential for φ with the growth rate frozen over dt), so the two paths
+agree to round-off when noise is off — tests check this.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from scipy.optimize import brentq
+
+from drivers.sim import phase_diagram as pdg
+
+K_BOLTZMANN_EV: float = 8.617333262e-5  # eV/K
+_SECONDS_PER_HOUR: float = 3600.0
+
+#: Calibrated NaK interface parameters per K wt % (echem.md §4.2):
+#: (R_int0 Ω cm², j_c mA/cm² at 25 °C, τ_close s, utilisation u).
+NAK_CALIBRATION: dict[float, tuple[float, float, float, float]] = {
+    50.0: (20.0, 1.15, 60.0, 0.757),
+    65.0: (36.0, 0.75, 60.0, 0.882),
+    80.0: (48.0, 0.55, 60.0, 0.96),
+}
+
+DEFAULT_NAK_LOADING_MG_CM2: float = 8.0
+
+
+def na_metal_defaults(pressure_MPa: float) -> tuple[float, float, float]:
+    """(R_int0, j_c, τ_close) of a Na-metal/NASICON interface at a stack pressure.
+
+    R_int0 = 4 + 12/P (creep closes asperities), j_c = 1.039 + 0.2111 P (linear in P, as the
+    Na/β″-alumina void data of Spencer Jolly 2020 suggest), τ_close = 600 s / P. Calibrated so the
+    failed CCD step is 1.3 / 2.1 / 3.2 mA/cm² at 1 / 5 / 10 MPa. Pressure is floored at 0.05 MPa
+    because the 1/P laws are fits over 1–10 MPa, not statements about a free-standing cell.
+    """
+    p = max(pressure_MPa, 0.05)
+    return 4.0 + 12.0 / p, 1.039 + 0.2111 * p, 600.0 / p
+
+
+def nak_defaults(k_wt_pct: float) -> tuple[float, float, float, float]:
+    """(R_int0, j_c, τ_close, u) for a NaK alloy, interpolated linearly in K wt % between the
+    calibrated NaK50/65/80 points (clamped outside), so intermediate alloys get plausible values
+    instead of an error. Pressure-independent: the liquid transmits pressure hydrostatically."""
+    keys = sorted(NAK_CALIBRATION)
+    cols = list(zip(*(NAK_CALIBRATION[k] for k in keys), strict=True))
+    return tuple(float(np.interp(k_wt_pct, keys, col)) for col in cols)  # type: ignore[return-value]
+
+
+@dataclass
+class CellParameters:
+    """Everything that defines a simulated cell. Areal quantities are per cm² of electrode.
+
+    `None` for an electrode parameter means "calibrated default for that material/composition"
+    (resolved at construction and, for Na metal, again on every pressure change). The `*_ce`
+    fields describe the counter electrode (electrode 2).
+    """
+
+    area_cm2: float = 0.5
+    anode_material: str = "NaK"  # working electrode (1): "Na" or "NaK"
+    k_wt_pct: float | None = 65.0
+    alloy_mass_mg: float | None = None  # per NaK electrode; default 8 mg/cm² × area
+    counter: str = "Na"  # counter electrode (2): "Na" or "NaK"
+    counter_k_wt_pct: float | None = None
+    counter_alloy_mass_mg: float | None = None
+    temperature_C: float = 25.0
+    pressure_MPa: float = 10.0
+    seed: int = 0
+    coated: bool | None = (
+        None  # SnO2 interlayer on both pellet faces; default: True iff NaK present
+    )
+    # electrolyte (values at T_ref_C)
+    R_bulk: float = 25.0
+    R_GB: float = 15.0
+    R_SnO2: float = 8.0
+    tau_GB_s: float = 1e-7
+    n_GB: float = 0.9
+    tau_SnO2_s: float = 1e-3
+    n_SnO2: float = 0.85
+    Ea_electrolyte_eV: float = 0.35
+    Ea_jc_eV: float = 0.14
+    T_ref_C: float = 25.0
+    # interfaces
+    R_c: float = 2.0  # constriction resistance scale, Ω cm²
+    Q_v: float = 72.0  # mA s/cm² to open voids
+    Q_f: float = 18.0  # mA s/cm² to grow a filament through
+    n_int: float = 0.8
+    kappa: float = 0.01  # interface composition shift per mA/cm² (concentration polarisation)
+    solid_fraction_full_block: float = 0.05
+    dewet_max: float = 0.9
+    area_floor: float = 1e-4
+    R_strip0: float = 5.0  # NaK slow (~100 s) process: R = R_strip0 + R_strip_per_q·q
+    R_strip_per_q: float = 40.0
+    tau_strip_s: float = 100.0
+    q_strip_onset: float = 0.01  # mAh/cm²
+    # shorts and noise
+    R_short: float = 0.3
+    microshort_onset: float = 0.6
+    microshort_rate_per_s: float = 0.05
+    microshort_R_range: tuple[float, float] = (20.0, 300.0)
+    noise_V: float = 2e-4
+    inductance_H: float = 1e-7
+    # per-electrode overrides (None = calibrated default)
+    R_int0_we: float | None = None
+    j_c_we: float | None = None
+    tau_close_we: float | None = None
+    utilisation_we: float | None = None
+    R_int0_ce: float | None = None
+    j_c_ce: float | None = None
+    tau_close_ce: float | None = None
+    utilisation_ce: float | None = None
+
+
+@dataclass(frozen=True)
+class CellState:
+    """Snapshot of the hidden state, for tests and diagnostics (never shown as measured data).
+
+    Tuples are (working electrode, counter electrode). `w` is the bulk K mass fraction of the
+    accessible alloy (0 for Na metal); `q_mAh_cm2` is the net Na stripped from that electrode.
+    """
+
+    time_s: float
+    phi: tuple[float, float]
+    ell: tuple[float, float]
+    q_mAh_cm2: tuple[float, float]
+    w: tuple[float, float]
+    active_area: tuple[float, float]
+    shorted: bool
+    short_R_ohm_cm2: float | None
+    E_we_V: float  # WE potential vs a Na quasi-reference at the last current (R_u = R_Ω/2)
+
+
+@dataclass
+class _Electrode:
+    """Resolved per-electrode parameters (internal)."""
+
+    material: str
+    w0: float  # K mass fraction (0 for Na)
+    m_acc: float  # accessible alloy, g/cm² (0 for Na)
+    R_int0: float
+    j_c_ref: float
+    tau_close: float
+    utilisation: float
+    overrides: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def is_nak(self) -> bool:
+        return self.material == "NaK"
+
+
+def _zarc(omega: np.ndarray, R: float, tau: float, n: float) -> np.ndarray:
+    """ZARC element R / (1 + (iωτ)^n), equivalent to R ∥ CPE with Q = τ^n / R."""
+    return R / (1.0 + (1j * omega * tau) ** n)
+
+
+class SimulatedCell:
+    """Generic two-electrode twin (any Na/NaK pairing); the named subclasses fix the pairing.
+
+    Implements the `CellModel` protocol. Deterministic for a given seed and call sequence: noise
+    and micro-short events come from two independent streams spawned from `seed`.
+    """
+
+    def __init__(self, params: CellParameters | None = None, **overrides: Any) -> None:
+        p = replace(params or CellParameters(), **overrides)
+        for name, mat in (("anode_material", p.anode_material), ("counter", p.counter)):
+            if mat not in ("Na", "NaK"):
+                raise ValueError(f"{name} must be 'Na' or 'NaK', got {mat!r}")
+        if p.area_cm2 <= 0:
+            raise ValueError("area_cm2 must be positive")
+        self.params: CellParameters = p
+        self.area_cm2: float = p.area_cm2
+        self.coated: bool = (
+            p.coated if p.coated is not None else "NaK" in (p.anode_material, p.counter)
+        )
+        self.pressure_MPa: float = p.pressure_MPa
+        self.temperature_C: float = p.temperature_C
+        self._el: list[_Electrode] = [
+            self._make_electrode(p.anode_material, p.k_wt_pct, p.alloy_mass_mg, "we"),
+            self._make_electrode(p.counter, p.counter_k_wt_pct, p.counter_alloy_mass_mg, "ce"),
+        ]
+        self.phi: list[float] = [0.0, 0.0]
+        self.ell: list[float] = [0.0, 0.0]
+        self.q: list[float] = [0.0, 0.0]
+        self.shorted: bool = False
+        self.R_short: float = p.R_short
+        self.time_s: float = 0.0
+        self._last_j: float = 0.0
+        seeds = np.random.SeedSequence(p.seed).spawn(2)
+        self._rng_noise = np.random.default_rng(seeds[0])
+        self._rng_events = np.random.default_rng(seeds[1])
+        self._force_slow: bool = False  # tests: compare the closed-form chunks with per-step Euler
+        self._refresh()
+
+    # ------------------------------------------------------------------ parameters
+    def _make_electrode(
+        self, material: str, k_wt_pct: float | None, mass_mg: float | None, tag: str
+    ) -> _Electrode:
+        p = self.params
+        ov: dict[str, float | None] = {
+            "R_int0": getattr(p, f"R_int0_{tag}"),
+            "j_c": getattr(p, f"j_c_{tag}"),
+            "tau_close": getattr(p, f"tau_close_{tag}"),
+            "utilisation": getattr(p, f"utilisation_{tag}"),
+        }
+        if material == "Na":
+            return _Electrode("Na", 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, ov)
+        if k_wt_pct is None or not 0.0 < k_wt_pct < 100.0:
+            raise ValueError(f"NaK electrode needs 0 < k_wt_pct < 100, got {k_wt_pct!r}")
+        R0, jc, tau, u = nak_defaults(k_wt_pct)
+        R0 = ov["R_int0"] if ov["R_int0"] is not None else R0
+        jc = ov["j_c"] if ov["j_c"] is not None else jc
+        tau = ov["tau_close"] if ov["tau_close"] is not None else tau
+        u = ov["utilisation"] if ov["utilisation"] is not None else u
+        mass = mass_mg if mass_mg is not None else DEFAULT_NAK_LOADING_MG_CM2 * p.area_cm2
+        if mass <= 0:
+            raise ValueError("alloy mass must be positive")
+        return _Electrode("NaK", k_wt_pct / 100.0, u * mass * 1e-3 / p.area_cm2, R0, jc, tau, u, ov)
+
+    def _refresh(self) -> None:
+        """Recompute everything that depends on pressure or temperature (cheap; called rarely)."""
+        p = self.params
+        T = self.temperature_C + 273.15
+        T_ref = p.T_ref_C + 273.15
+        for e in self._el:
+            if e.material == "Na":
+                R0, jc, tau = na_metal_defaults(self.pressure_MPa)
+                e.R_int0 = e.overrides["R_int0"] if e.overrides["R_int0"] is not None else R0
+                e.j_c_ref = e.overrides["j_c"] if e.overrides["j_c"] is not None else jc
+                e.tau_close = (
+                    e.overrides["tau_close"] if e.overrides["tau_close"] is not None else tau
+                )
+        # Arrhenius: ionic transport in the pellet (Ea ≈ 0.35 eV) and the critical current
+        # (Ea ≈ 0.14 eV, Lowack 2026). The interface R_int0 is kept T-independent: it was
+        # calibrated at 25 °C only and the paper gives no temperature series to fit it to.
+        self._f_electrolyte = math.exp(
+            p.Ea_electrolyte_eV / K_BOLTZMANN_EV * (1.0 / T - 1.0 / T_ref)
+        )
+        f_jc = math.exp(-p.Ea_jc_eV / K_BOLTZMANN_EV * (1.0 / T - 1.0 / T_ref))
+        self._jc = [e.j_c_ref * f_jc for e in self._el]
+        self.R_bulk = p.R_bulk * self._f_electrolyte
+        self.R_GB = p.R_GB * self._f_electrolyte
+        self.R_SnO2 = p.R_SnO2 * self._f_electrolyte
+        self.R_ohm = self.R_bulk + self.R_GB + (2.0 * self.R_SnO2 if self.coated else 0.0)
+        self._RT_F = pdg.GAS_CONSTANT * T / pdg.FARADAY
+        self._j0 = [1e3 * self._RT_F / e.R_int0 for e in self._el]  # mA/cm²
+        self._w_max = pdg.w_max(self.temperature_C)
+        self._w_min = pdg.w_min(self.temperature_C)
+
+    def set_pressure(self, pressure_MPa: float) -> None:
+        """Stack pressure now: changes R_int0, j_c and τ_close of Na-metal electrodes only."""
+        if pressure_MPa != self.pressure_MPa:
+            self.pressure_MPa = float(pressure_MPa)
+            self._refresh()
+
+    def set_temperature(self, temperature_C: float) -> None:
+        """Cell temperature now (not part of CellModel; for a simulated oven/thermocouple)."""
+        if temperature_C != self.temperature_C:
+            self.temperature_C = float(temperature_C)
+            self._refresh()
+
+    def inject_short(self, r_ohm_cm2: float = 0.3) -> None:
+        """Fault hook: a sudden, permanent hard short of areal resistance r."""
+        self.shorted = True
+        self.R_short = float(r_ohm_cm2)
+
+    # ------------------------------------------------------------------ physics (vectorised)
+    def _composition(self, i: int, q: np.ndarray) -> np.ndarray:
+        """Bulk K fraction of the accessible alloy after stripping q mAh/cm² (negative = plated)."""
+        e = self._el[i]
+        removed = q / pdg.Q_NA_MAH_G  # g/cm² of Na
+        denom = e.m_acc - removed
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = e.w0 * e.m_acc / denom
+        return np.where(denom > e.w0 * e.m_acc, w, 1.0)
+
+    def _terms(
+        self, i: int, q: np.ndarray, phi: np.ndarray, j_local: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Active area fraction and open-circuit potential vs Na of electrode i.
+
+        For NaK the interface composition is shifted by κ·|j| towards K when stripping and towards
+        Na when plating; the lever rule is applied on *both* liquidus branches (echem.md only
+        treats the K side), so that heavy plating into a NaK symmetric cell eventually precipitates
+        Na(s) and blocks the interface too, as the phase diagram demands.
+        """
+        e = self._el[i]
+        p = self.params
+        if not e.is_nak:
+            A = 1.0 - phi
+            return np.maximum(A, p.area_floor), np.zeros_like(A)
+        w = self._composition(i, q)
+        w_i = w + p.kappa * j_local
+        wmax, wmin = self._w_max, self._w_min
+        fs_k = np.maximum(0.0, (w_i - wmax) / max(1.0 - wmax, 1e-9))
+        fs_na = np.maximum(0.0, (wmin - w_i) / max(wmin, 1e-9))
+        theta = np.minimum(0.999, (fs_k + fs_na) / p.solid_fraction_full_block)
+        span = wmax - e.w0
+        x = np.clip((w - e.w0) / span, 0.0, 1.0) if span > 1e-9 else (w > e.w0).astype(float)
+        d = p.dewet_max * x * x
+        A = (1.0 - phi) * (1.0 - d) * (1.0 - theta)
+        E = -self._RT_F * pdg.ln_activity_na(np.clip(w, wmin, wmax), self.temperature_C)
+        return np.maximum(A, p.area_floor), E
+
+    def _v_ion(
+        self, j: float, A1: np.ndarray, A2: np.ndarray, E1: np.ndarray, E2: np.ndarray
+    ) -> np.ndarray:
+        """Voltage (V) driving an ionic current j (mA/cm², + strips WE) through the stack."""
+        b = 2.0 * self._RT_F
+        Rc = self.params.R_c * 1e-3
+        eta1 = b * np.arcsinh(j / (2.0 * self._j0[0] * A1)) + j * Rc * (1.0 / A1 - 1.0)
+        eta2 = b * np.arcsinh(j / (2.0 * self._j0[1] * A2)) + j * Rc * (1.0 / A2 - 1.0)
+        return E1 - E2 + j * self.R_ohm * 1e-3 + eta1 + eta2
+
+    def _terms_scalar(self, i: int, q: float, phi: float, j_local: float) -> tuple[float, float]:
+        """Scalar (pure `math`) twin of `_terms` for the per-step path, where numpy's call
+        overhead would cost ~5× more than the arithmetic; tests check both agree."""
+        e = self._el[i]
+        p = self.params
+        if not e.is_nak:
+            return max(1.0 - phi, p.area_floor), 0.0
+        removed = q / pdg.Q_NA_MAH_G
+        denom = e.m_acc - removed
+        w = e.w0 * e.m_acc / denom if denom > e.w0 * e.m_acc else 1.0
+        w_i = w + p.kappa * j_local
+        wmax, wmin = self._w_max, self._w_min
+        fs_k = max(0.0, (w_i - wmax) / max(1.0 - wmax, 1e-9))
+        fs_na = max(0.0, (wmin - w_i) / max(wmin, 1e-9))
+        theta = min(0.999, (fs_k + fs_na) / p.solid_fraction_full_block)
+        span = wmax - e.w0
+        x = min(1.0, max(0.0, (w - e.w0) / span)) if span > 1e-9 else float(w > e.w0)
+        d = p.dewet_max * x * x
+        A = (1.0 - phi) * (1.0 - d) * (1.0 - theta)
+        E = -self._RT_F * pdg.ln_activity_na_scalar(min(max(w, wmin), wmax), self.temperature_C)
+        return max(A, p.area_floor), E
+
+    def _state_terms(self, j: float) -> tuple[float, float, float, float]:
+        """(A1, A2, E1, E2) of the present state at ionic current j."""
+        A1, E1 = self._terms_scalar(0, self.q[0], self.phi[0], j)
+        A2, E2 = self._terms_scalar(1, self.q[1], self.phi[1], -j)
+        return A1, A2, E1, E2
+
+    def _v_ion_scalar(self, j: float, A1: float, A2: float, E1: float, E2: float) -> float:
+        b = 2.0 * self._RT_F
+        Rc = self.params.R_c * 1e-3
+        eta1 = b * math.asinh(j / (2.0 * self._j0[0] * A1)) + j * Rc * (1.0 / A1 - 1.0)
+        eta2 = b * math.asinh(j / (2.0 * self._j0[1] * A2)) + j * Rc * (1.0 / A2 - 1.0)
+        return E1 - E2 + j * self.R_ohm * 1e-3 + eta1 + eta2
+
+    def _v_ion_state(self, j: float) -> float:
+        return self._v_ion_scalar(j, *self._state_terms(j))
+
+    @staticmethod
+    def _bracket_root(f: Any, scale: float) -> float:
+        """Root of an increasing function by bracket expansion + brentq."""
+        lo, hi = -scale, scale
+        for _ in range(60):
+            if f(lo) <= 0.0:
+                break
+            lo *= 4.0
+        for _ in range(60):
+            if f(hi) >= 0.0:
+                break
+            hi *= 4.0
+        return float(brentq(f, lo, hi, xtol=1e-12, rtol=1e-10, maxiter=200))
+
+    def _split_current(self, j: float, R_e: float) -> float:
+        """Ionic part of j when an electronic path R_e (Ω cm²) is in parallel: solve
+        V_ion(j_ion) = (j − j_ion)·R_e; the residual is increasing in j_ion, so brentq is safe."""
+        return self._bracket_root(
+            lambda ji: self._v_ion_state(ji) - (j - ji) * R_e * 1e-3, max(abs(j), 1.0)
+        )
+
+    def _invert_voltage(self, V: float) -> float:
+        """Ionic current (mA/cm²) that the present state passes at an ionic voltage V."""
+        return self._bracket_root(lambda ji: self._v_ion_state(ji) - V, 1.0)
+
+    # ------------------------------------------------------------------ state update
+    def _advance(self, j_ion: float, dt: float) -> None:
+        """One explicit step of the state at ionic current j_ion (φ: exact for frozen growth)."""
+        p = self.params
+        A1, A2, _, _ = self._state_terms(j_ion)
+        for i, (j_loc, A) in enumerate(((j_ion, A1), (-j_ion, A2))):
+            over = abs(j_loc) / A - self._jc[i]
+            g = over / p.Q_v if (over > 0.0 and j_loc > 0.0) else 0.0
+            if over > 0.0 and j_loc < 0.0:
+                self.ell[i] += over / p.Q_f * dt
+            tau = self._el[i].tau_close
+            k = g + 1.0 / tau
+            phi_eq = g / k
+            self.phi[i] = phi_eq + (self.phi[i] - phi_eq) * math.exp(-k * dt)
+        dq = j_ion * dt / _SECONDS_PER_HOUR
+        self.q[0] += dq
+        self.q[1] -= dq
+        if max(self.ell) >= 1.0 and not self.shorted:
+            self.shorted = True
+            self.R_short = p.R_short
+        self.time_s += dt
+
+    def _electronic_path(self, dt: float) -> float | None:
+        """R_e of the electronic path this step: hard short, a random micro-short, or None."""
+        if self.shorted:
+            return self.R_short
+        p = self.params
+        ell = max(self.ell)
+        if ell > p.microshort_onset:
+            rate = p.microshort_rate_per_s * (ell - p.microshort_onset) / (1.0 - p.microshort_onset)
+            if self._rng_events.random() < -math.expm1(-rate * dt):
+                lo, hi = p.microshort_R_range
+                return float(self._rng_events.uniform(lo, hi))
+        return None
+
+    def _noise(self, n: int | None = None) -> Any:
+        s = self.params.noise_V
+        if s <= 0.0:
+            return 0.0 if n is None else np.zeros(n)
+        return (
+            self._rng_noise.normal(0.0, s) if n is None else self._rng_noise.normal(0.0, s, size=n)
+        )
+
+    def _slow_step(self, j: float, dt: float) -> float:
+        """One per-step Euler update at applied areal current j; returns the noisy voltage."""
+        R_e = self._electronic_path(dt)
+        j_ion = j if R_e is None else self._split_current(j, R_e)
+        self._advance(j_ion, dt)
+        if R_e is None and self.shorted:  # the filament just went through
+            R_e = self.R_short
+        if R_e is None:
+            self._last_j = j
+            V = self._v_ion_state(j)
+        else:
+            j_ion = self._split_current(j, R_e)
+            self._last_j = j_ion
+            V = (j - j_ion) * R_e * 1e-3
+        return V + float(self._noise())
+
+    def _fast_eligible(self, j: float) -> bool:
+        if self._force_slow:
+            return False
+        if self.shorted:  # the chunk itself checks the (tiny) ionic current against j_c
+            return True
+        if max(self.ell) > self.params.microshort_onset:
+            return False
+        if j == 0.0:
+            return True
+        A1, A2, _, _ = self._state_terms(j)
+        return abs(j) / A1 <= self._jc[0] and abs(j) / A2 <= self._jc[1]
+
+    def _fast_chunk(self, j: float, dt: float, n: int) -> np.ndarray:
+        """Closed-form integration of up to n steps while no void/filament grows.
+
+        Returns the noise-free voltages of the accepted steps (possibly empty) and commits the
+        state at the last accepted step. The state after k steps is q0 ± j k dt, φ0 e^{−k dt/τ}.
+        """
+        k = np.arange(n + 1, dtype=float)
+        dq = j * dt / _SECONDS_PER_HOUR * k
+        q1 = self.q[0] + dq
+        q2 = self.q[1] - dq
+        phi1 = (
+            self.phi[0] * np.exp(-k * dt / self._el[0].tau_close)
+            if self.phi[0]
+            else np.zeros(n + 1)
+        )
+        phi2 = (
+            self.phi[1] * np.exp(-k * dt / self._el[1].tau_close)
+            if self.phi[1]
+            else np.zeros(n + 1)
+        )
+        A1, E1 = self._terms(0, q1, phi1, j)
+        A2, E2 = self._terms(1, q2, phi2, -j)
+        if j != 0.0:
+            ok = (abs(j) / A1[:n] <= self._jc[0]) & (abs(j) / A2[:n] <= self._jc[1])
+            m = n if bool(ok.all()) else int(np.argmin(ok))
+        else:
+            m = n
+        if m == 0:
+            return np.empty(0)
+        V = self._v_ion(j, A1[1 : m + 1], A2[1 : m + 1], E1[1 : m + 1], E2[1 : m + 1])
+        self._commit(m, q1, q2, phi1, phi2, dt)
+        return V
+
+    def _commit(
+        self, m: int, q1: np.ndarray, q2: np.ndarray, phi1: np.ndarray, phi2: np.ndarray, dt: float
+    ) -> None:
+        self.q[0], self.q[1] = float(q1[m]), float(q2[m])
+        self.phi[0], self.phi[1] = float(phi1[m]), float(phi2[m])
+        self.time_s += m * dt
+
+    # ------------------------------------------------------------------ CellModel API
+    def step(self, current_A: float, dt_s: float) -> float:
+        """Advance by dt at a constant applied current; return the voltage at the end (V)."""
+        return float(self.run_constant_current(current_A, dt_s, 1)[0])
+
+    def run_constant_current(
+        self,
+        current_A: float,
+        dt_s: float,
+        n_steps: int,
+        E_min_V: float | None = None,
+        E_max_V: float | None = None,
+    ) -> np.ndarray:
+        """Advance up to n_steps at constant current; voltage after each step, early stop on limits.
+
+        Alternates closed-form chunks (dormant regime) with per-step Euler (voids or filaments
+        growing, micro-shorts, hard short). Chunks are capped so that a regime change deep inside
+        a long segment wastes little work.
+        """
+        j = current_A * 1e3 / self.area_cm2
+        lo = -math.inf if E_min_V is None else E_min_V
+        hi = math.inf if E_max_V is None else E_max_V
+        out: list[np.ndarray] = []
+        slow: list[float] = []  # per-step voltages, kept as floats: numpy per step costs µs
+        done = 0
+        chunk = 4096
+        while done < n_steps:
+            if n_steps - done > 4 and self._fast_eligible(j):
+                if self.shorted:
+                    # Hard short: the electronic path carries almost all of j, so the ionic share
+                    # is solved once per (short) chunk and the voltage held at (j − j_ion)·R_e.
+                    j_ion = self._split_current(j, self.R_short)
+                    self._last_j = j_ion
+                    V = self._fast_chunk(j_ion, dt_s, min(600, n_steps - done))
+                    V = np.full(V.size, (j - j_ion) * self.R_short * 1e-3)
+                else:
+                    j_ion = j
+                    self._last_j = j
+                    V = self._fast_chunk(j, dt_s, min(chunk, n_steps - done))
+                if V.size:
+                    if slow:
+                        out.append(np.asarray(slow))
+                        slow = []
+                    V = V + self._noise(V.size)
+                    chunk = min(chunk * 2, 65536)
+                    bad = (V < lo) | (V > hi)
+                    if bad.any():
+                        cut = int(np.argmax(bad)) + 1
+                        if cut < V.size:
+                            V = self._truncate_chunk(V, cut, j_ion, dt_s)
+                        out.append(V)
+                        break
+                    out.append(V)
+                    done += V.size
+                    continue
+            v = self._slow_step(j, dt_s)
+            slow.append(v)
+            done += 1
+            if v < lo or v > hi:
+                break
+        if slow:
+            out.append(np.asarray(slow))
+        return np.concatenate(out) if out else np.empty(0)
+
+    def _truncate_chunk(self, V: np.ndarray, cut: int, j: float, dt: float) -> np.ndarray:
+        """Undo a closed-form chunk past its first out-of-limit step.
+
+        Only closed-form chunks are longer than one step, and their state is an explicit function
+        of the step count, so stepping back is exact: q is linear and φ exponential.
+        """
+        back = V.size - cut
+        dq = j * dt / _SECONDS_PER_HOUR * back
+        self.q[0] -= dq
+        self.q[1] += dq
+        for i in range(2):
+            if self.phi[i]:
+                self.phi[i] *= math.exp(back * dt / self._el[i].tau_close)
+        self.time_s -= back * dt
+        return V[:cut]
+
+    def solve_current(self, voltage_V: float, dt_s: float) -> float:
+        """Advance by dt at an applied voltage; return the current (A) that flowed.
+
+        The current is found on the state at the start of the step (explicit in time); with an
+        electronic path in parallel the total is j_ion + V/R_e. No measurement noise is added to the
+        current: the simulated potentiostat is the place to model current-range noise.
+        """
+        R_e = self._electronic_path(dt_s)
+        j_ion = self._invert_voltage(voltage_V)
+        j = j_ion + (voltage_V / (R_e * 1e-3) if R_e is not None else 0.0)
+        self._advance(j_ion, dt_s)
+        self._last_j = j_ion
+        return j * self.area_cm2 * 1e-3
+
+    def impedance(self, frequency_Hz: np.ndarray) -> np.ndarray:
+        """Small-signal impedance (Ω) of the present state around open circuit.
+
+        Z = iωL + [R_bulk + ZARC(R_GB, 1e-7 s) + Σ_e (ZARC(R_SnO2, 1e-3 s) if coated
+        + ZARC(R_int,e, τ_int(A_e)) + NaK with q>0: ZARC(5 + 40 q, 100 s))] / area.
+        R_int,e = R_int0/A + R_c(1/A − 1) is the exact small-signal slope of η_e, so the DC limit
+        of Z equals the slope of the galvanostatic model (echem.md used R_int0/A alone, which
+        disagrees with its own DC equation once voids form). A hard short gives iωL + R_short/area.
+        """
+        p = self.params
+        f = np.asarray(frequency_Hz, dtype=float)
+        omega = 2.0 * np.pi * f
+        Z_L = 1j * omega * p.inductance_H
+        if self.shorted:
+            return Z_L + self.R_short / self.area_cm2 + 0.0j
+        Z = self.R_bulk + _zarc(omega, self.R_GB, p.tau_GB_s, p.n_GB)
+        A1, A2, _, _ = self._state_terms(0.0)
+        for i, A in enumerate((A1, A2)):
+            e = self._el[i]
+            if self.coated:
+                Z = Z + _zarc(omega, self.R_SnO2, p.tau_SnO2_s, p.n_SnO2)
+            R_int = e.R_int0 / A + p.R_c * (1.0 / A - 1.0)
+            tau_int = 2e-3 * math.exp(9.46 * (1.0 - A))
+            Z = Z + _zarc(omega, R_int, tau_int, p.n_int)
+            if e.is_nak and self.q[i] > 0.0:
+                # Smooth onset over ~0.01 mAh/cm²: echem.md switches the 5 Ω cm² term on at q > 0,
+                # a step that would make one stripped nanocoulomb visible in the spectrum.
+                onset = -math.expm1(-self.q[i] / p.q_strip_onset)
+                R_strip = (p.R_strip0 + p.R_strip_per_q * self.q[i]) * onset
+                Z = Z + _zarc(omega, R_strip, p.tau_strip_s, p.n_int)
+        return Z_L + Z / self.area_cm2
+
+    # ------------------------------------------------------------------ diagnostics
+    @property
+    def state(self) -> CellState:
+        """Snapshot of φ, ℓ, q, w, A and the short state."""
+        j = self._last_j
+        A1, A2, E1, _ = self._state_terms(j)
+        b = 2.0 * self._RT_F
+        eta1 = b * math.asinh(j / (2.0 * self._j0[0] * A1)) + j * self.params.R_c * 1e-3 * (
+            1.0 / A1 - 1.0
+        )
+        E_we = E1 + eta1 + j * 0.5 * self.R_ohm * 1e-3
+        w = tuple(
+            float(self._composition(i, np.array([self.q[i]]))[0]) if self._el[i].is_nak else 0.0
+            for i in range(2)
+        )
+        return CellState(
+            time_s=self.time_s,
+            phi=(self.phi[0], self.phi[1]),
+            ell=(self.ell[0], self.ell[1]),
+            q_mAh_cm2=(self.q[0], self.q[1]),
+            w=(w[0], w[1]),
+            active_area=(A1, A2),
+            shorted=self.shorted,
+            short_R_ohm_cm2=self.R_short if self.shorted else None,
+            E_we_V=E_we,
+        )
+
+    @property
+    def accessible_alloy_g_cm2(self) -> tuple[float, float]:
+        """Accessible (utilised) alloy per electrode, g/cm² (0 for Na metal)."""
+        return (self._el[0].m_acc, self._el[1].m_acc)
+
+    def small_signal_resistance_ohm(self) -> float:
+        """DC slope dV/dI at open circuit of the present state, Ω (for tests and EIS checks)."""
+        return float(np.real(self.impedance(np.array([1e-9]))[0]))
+
+
+class NaSymmetricCell(SimulatedCell):
+    """Na | NASICON | Na symmetric cell (uncoated pellet unless `coated=True`)."""
+
+    def __init__(self, params: CellParameters | None = None, **overrides: Any) -> None:
+        super().__init__(
+            params,
+            **{
+                **overrides,
+                "anode_material": "Na",
+                "counter": "Na",
+                "k_wt_pct": None,
+                "counter_k_wt_pct": None,
+            },
+        )
+
+
+class NaKHalfCell(SimulatedCell):
+    """NaK@carbon cloth | SnO2-NASICON | Na: the Na counter doubles as quasi-reference."""
+
+    def __init__(self, params: CellParameters | None = None, **overrides: Any) -> None:
+        super().__init__(
+            params,
+            **{**overrides, "anode_material": "NaK", "counter": "Na", "counter_k_wt_pct": None},
+        )
+
+
+class NaKSymmetricCell(SimulatedCell):
+    """NaK | SnO2-NASICON | NaK symmetric cell; both electrodes get the same alloy and loading
+    unless the counter fields are set explicitly."""
+
+    def __init__(self, params: CellParameters | None = None, **overrides: Any) -> None:
+        p = replace(params or CellParameters(), **overrides)
+        super().__init__(
+            p,
+            anode_material="NaK",
+            counter="NaK",
+            counter_k_wt_pct=p.counter_k_wt_pct if p.counter_k_wt_pct is not None else p.k_wt_pct,
+            counter_alloy_mass_mg=p.counter_alloy_mass_mg
+            if p.counter_alloy_mass_mg is not None
+            else p.alloy_mass_mg,
+        )
+
+
+def make_cell(
+    anode_material: str,
+    k_wt_pct: float | None,
+    alloy_mass_mg: float | None,
+    counter: str,
+    counter_k_wt_pct: float | None,
+    area_cm2: float,
+    temperature_C: float,
+    pressure_MPa: float,
+    seed: int,
+    coated: bool | None = None,
+) -> SimulatedCell:
+    """Build the twin for a cell description; picks the named class for known pairings.
+
+    Material names are matched case-insensitively ("na", "NaK", "nak"); `alloy_mass_mg` applies
+    to every NaK electrode (None = 8 mg/cm² × area).
+    """
+
+    def norm(m: str) -> str:
+        key = m.strip().lower()
+        if key in ("na", "sodium", "na metal"):
+            return "Na"
+        if key in ("nak", "na-k", "nak alloy"):
+            return "NaK"
+        raise ValueError(f"unknown electrode material {m!r} (expected 'Na' or 'NaK')")
+
+    a, c = norm(anode_material), norm(counter)
+    p = CellParameters(
+        area_cm2=area_cm2,
+        anode_material=a,
+        k_wt_pct=k_wt_pct if a == "NaK" else None,
+        alloy_mass_mg=alloy_mass_mg,
+        counter=c,
+        counter_k_wt_pct=counter_k_wt_pct if c == "NaK" else None,
+        counter_alloy_mass_mg=alloy_mass_mg if c == "NaK" else None,
+        temperature_C=temperature_C,
+        pressure_MPa=pressure_MPa,
+        seed=seed,
+        coated=coated,
+    )
+    if a == "Na" and c == "Na":
+        return NaSymmetricCell(p)
+    if a == "NaK" and c == "Na":
+        return NaKHalfCell(p)
+    if a == "NaK" and c == "NaK":
+        if p.counter_k_wt_pct is None:
+            p = replace(p, counter_k_wt_pct=k_wt_pct)
+        return NaKSymmetricCell(p)
+    return SimulatedCell(p)
