@@ -325,6 +325,29 @@ def auto_name(spec: Any) -> str:
     return getattr(spec, "kind", "step")
 
 
+def _check_against_global(
+    r: _Resolver, expanded: list[ExpandedStep], steps: list[ResolvedStep], limits: Limits
+) -> None:
+    """A step whose set current exceeds the global |I| limit would trip it at once: refuse it."""
+    if limits.I_max_mA is None:
+        return
+    for ex, s in zip(expanded, steps, strict=True):
+        checks: list[tuple[str, float]] = []
+        if isinstance(s, Galvanostatic):
+            checks.append(("current", s.current_mA))
+        elif isinstance(s, Interleave):
+            checks.append(("galvanostatic", s.galvanostatic.current_mA))
+        elif isinstance(s, CCDRamp):
+            checks.append(("max", s.max_mA))
+        for field, ma in checks:
+            if abs(ma) > limits.I_max_mA + 1e-12:
+                r.err(
+                    (*ex.path, field),
+                    f"{field} is {abs(ma):.4g} mA on this cell, above the global limit "
+                    f"I_max {limits.I_max_mA:.4g} mA",
+                )
+
+
 def resolve(doc: ProtocolDocument, cell: CellSpec) -> ResolvedProtocol:
     """The engine's view of `doc` on `cell`; raises ProtocolError listing every located problem."""
     r = _Resolver(doc, cell)
@@ -336,6 +359,7 @@ def resolve(doc: ProtocolDocument, cell: CellSpec) -> ResolvedProtocol:
         if s is not None:
             steps.append(s)
     limits = r.limits(doc.spec.limits, ("limits",)) or Limits()
+    _check_against_global(r, expanded, steps, limits)
     errors.extend(r.errors)
     if errors:
         raise ProtocolError(errors)

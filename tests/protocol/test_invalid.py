@@ -275,6 +275,29 @@ CASES: list[tuple[str, str, str, Path | None]] = [
         "greater than or equal to 1",
         None,
     ),
+    (
+        "step current above global I_max",
+        "schema_version: 1\nname: t\nlimits:\n  I_max: 1 mA/cm^2\nsteps:\n"
+        "  - kind: galvanostatic\n    current: 2 mA/cm^2  # <-\n    duration: 1 h\n",
+        "above the global limit",
+        NA,
+    ),
+    (
+        "typo inside interleave eis",
+        H + "  - kind: interleave\n    galvanostatic:\n      current: 1 mA\n      capacity: 1 mAh\n"
+        "    every: 0.5 mAh\n    rest: 1 min\n    eis:\n      f_high: 7 MHz\n      f_low: 1 Hz\n"
+        "      point_per_decade: 5  # <-\n",
+        "did you mean 'points_per_decade'",
+        None,
+    ),
+    (
+        "typo inside nested repeat",
+        H
+        + "  - kind: repeat\n    count: 2\n    steps:\n      - kind: rest\n        duration: 1 h\n"
+        "        setle: 1 mV/s  # <-\n",
+        "did you mean 'settle'",
+        None,
+    ),
     ("scalar top level", "just a string  # <-\n", "mapping at the top level", None),
 ]
 
