@@ -634,7 +634,9 @@ class SimulatedCell:
         + ZARC(R_int,e, τ_int(A_e)) + NaK with q>0: ZARC(5 + 40 q, 100 s))] / area.
         R_int,e = R_int0/A + R_c(1/A − 1) is the exact small-signal slope of η_e, so the DC limit
         of Z equals the slope of the galvanostatic model (echem.md used R_int0/A alone, which
-        disagrees with its own DC equation once voids form). A hard short gives iωL + R_short/area.
+        disagrees with its own DC equation once voids form). Known gap: the ~100 s NaK stripping
+        arc exists only here, not in the galvanostatic voltage (echem.md's DC model lacks it).
+        A hard short gives iωL + R_short/area.
         """
         p = self.params
         f = np.asarray(frequency_Hz, dtype=float)
