@@ -1,1 +1,1 @@
-"""Instrument drivers for labctl: interfaces, real drivers, and simulators behind the same interfaces."""
+"""Instrument drivers for labctl: interfaces, real drivers, and simulators behind them."""

@@ -60,7 +60,7 @@ class ImpedancePoint:
 
 @dataclass
 class ChannelReading:
-    """What one poll returns: new data, the channel state, and why the technique ended (if it did)."""
+    """What one poll returns: new data, the channel state, and why the technique ended."""
 
     state: ChannelState
     points: PointBatch = field(default_factory=PointBatch.empty)

@@ -104,7 +104,7 @@ def eis_frequencies(f_high_Hz: float, f_low_Hz: float, points_per_decade: int) -
     import math
 
     decades = math.log10(f_high_Hz / f_low_Hz)
-    n = int(math.floor(points_per_decade * decades + 1e-9)) + 1
+    n = math.floor(points_per_decade * decades + 1e-9) + 1
     if n == 1:
         return [f_high_Hz]
     step = decades / (n - 1)

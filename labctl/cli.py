@@ -1,0 +1,321 @@
+"""labctl's command line: run protocols, look at runs, manage the database.
+
+Every command turns expected failures (a bad protocol, a missing file, an unreachable database,
+an unknown option) into one clear line on stderr and a non-zero exit status, never a traceback.
+Exit status 2 means "your input is wrong"; 1 means "could not be done"; 130 means Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from labctl import __version__
+
+app = typer.Typer(
+    name="labctl",
+    help="Instrument control, protocols and SQL recording for solid-state battery labs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+db_app = typer.Typer(help="Database management.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL (default: LABCTL_DB, else the embedded SQLite file)."),
+]
+
+
+class UserError(Exception):
+    """Wrong input: reported as one line, exit status 2."""
+
+
+class Failure(Exception):
+    """Could not be done (database unreachable, instrument missing): one line, exit status 1."""
+
+
+def _json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, default=str) + "\n")
+
+
+@app.command()
+def run(
+    protocol: Annotated[Path, typer.Argument(help="Protocol YAML file.")],
+    cell: Annotated[list[Path], typer.Option("--cell", help="Cell description YAML (repeat "
+                                                            "for several channels).")],
+    sim: Annotated[bool, typer.Option("--sim", help="Run on the simulated bench.")] = False,
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    operator: Annotated[str | None, typer.Option(help="Who is running this.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the simulated bench.")] = 0,
+) -> None:
+    """Run PROTOCOL on one or more cells and record everything to the database."""
+    from labctl.launch import launch
+    from labctl.progress import LiveProgress
+
+    for path in [protocol, *cell]:
+        if not path.is_file():
+            raise UserError(f"{path}: no such file")
+    live = LiveProgress(out, enabled=not as_json and out.is_terminal)
+    with live:
+        result = launch(protocol, list(cell), sim=sim, db_url=db, operator=operator, seed=seed,
+                        on_progress=live.update, on_start=live.start)
+    runs = [
+        {"run_id": o.run_id, "status": o.status, "end_reason": o.end_reason,
+         "results": result.results.get(o.run_id, {})}
+        for o in result.outcomes
+    ]
+    if as_json:
+        if len(runs) == 1:
+            _json({k: runs[0][k] for k in ("run_id", "status", "results")})
+        else:
+            status = "completed" if all(r["status"] == "completed" for r in runs) else "failed"
+            _json({"status": status, "runs": runs})
+    else:
+        for r in runs:
+            out.print(f"run {r['run_id']}: {r['status']} ({r['end_reason']})")
+            for k, v in r["results"].items():
+                out.print(f"  {k} = {v:.4g}" if isinstance(v, float) else f"  {k} = {v}")
+    if any(r["status"] != "completed" for r in runs):
+        raise typer.Exit(1)
+
+
+@app.command()
+def runs(
+    db: DbOption = None,
+    limit: Annotated[int, typer.Option(help="How many runs.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Recent runs, newest first."""
+    from labctl.recording.database import open_database
+    from labctl.recording.queries import recent_runs
+
+    rows = recent_runs(open_database(db), limit)
+    if as_json:
+        _json([r.__dict__ for r in rows])
+        return
+    table = Table("run", "cell", "protocol", "status", "started", "ended", "station", "ch")
+    for r in rows:
+        table.add_row(str(r.id), r.cell, r.protocol, r.status, _ts(r.started_at),
+                      _ts(r.ended_at), r.station + (" (sim)" if r.simulated else ""),
+                      "" if r.channel is None else str(r.channel))
+    out.print(table)
+
+
+def _ts(t: Any) -> str:
+    return "" if t is None else t.strftime("%Y-%m-%d %H:%M:%S")
+
+
+@app.command()
+def show(
+    run_id: Annotated[int, typer.Argument(metavar="RUN")],
+    db: DbOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A run's steps with status, end reason and point counts, its events and results."""
+    from labctl.recording.database import open_database
+    from labctl.recording.queries import get_run, run_events, run_results, run_steps
+
+    engine = open_database(db)
+    info = get_run(engine, run_id)
+    if info is None:
+        raise UserError(f"no run {run_id} in this database")
+    steps = run_steps(engine, run_id)
+    results = run_results(engine, run_id)
+    if as_json:
+        _json({"run": info.__dict__, "steps": [s.__dict__ for s in steps], "results": results})
+        return
+    out.print(f"run {info.id}: cell {info.cell}, protocol {info.protocol}, {info.status}"
+              f" ({info.end_reason or ''})")
+    table = Table("#", "kind", "name", "status", "end reason", "t start (s)", "t end (s)",
+                  "points", "eis")
+    for s in steps:
+        indent = "  " if s.parent_id else ""
+        table.add_row(str(s.index), indent + s.kind, s.name, s.status, s.end_reason or "",
+                      f"{s.t_start_s:.0f}", "" if s.t_end_s is None else f"{s.t_end_s:.0f}",
+                      str(s.n_points), str(s.n_eis))
+    out.print(table)
+    events = [e for e in run_events(engine, run_id) if e.kind != "operator" or True]
+    if events:
+        out.print("events:")
+        for e in events:
+            t = "" if e.t_s is None else f"t={e.t_s:.0f}s "
+            out.print(f"  [{e.severity}] {t}{e.kind}: {e.message}")
+    if results:
+        out.print("results:")
+        for k, v in results.items():
+            out.print(f"  {k} = {v}")
+
+
+def _control(run_id: int, action: str, db: str | None) -> None:
+    from labctl.recording.database import open_database
+    from labctl.recording.recorder import Recorder
+
+    if not Recorder(open_database(db)).request_control(run_id, action):
+        raise UserError(f"run {run_id} is not running")
+    out.print(f"{action} requested for run {run_id}")
+
+
+@app.command()
+def abort(run_id: Annotated[int, typer.Argument(metavar="RUN")], db: DbOption = None) -> None:
+    """Abort a running run (its channel is switched off first)."""
+    _control(run_id, "abort", db)
+
+
+@app.command()
+def pause(run_id: Annotated[int, typer.Argument(metavar="RUN")], db: DbOption = None) -> None:
+    """Pause a running run: the cell is held at open circuit until `labctl resume`."""
+    _control(run_id, "pause", db)
+
+
+@app.command()
+def resume(run_id: Annotated[int, typer.Argument(metavar="RUN")], db: DbOption = None) -> None:
+    """Resume a paused run where its step left off."""
+    _control(run_id, "resume", db)
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Protocol files.")],
+    cell: Annotated[Path | None, typer.Option("--cell", help="Also resolve against this cell.")]
+    = None,
+) -> None:
+    """Check protocols; print FILE:LINE:COL: message for every problem (exit 2 if any)."""
+    from labctl.protocol import validate_files
+
+    errors = validate_files(files, cell_path=cell)
+    for e in errors:
+        err.print(str(e), markup=False, soft_wrap=True)
+    if errors:
+        raise typer.Exit(2)
+    out.print(f"{len(files)} protocol file(s) valid")
+
+
+@app.command()
+def plan(
+    protocol: Annotated[Path, typer.Argument(help="Protocol YAML file.")],
+    cell: Annotated[Path, typer.Option("--cell", help="Cell description YAML.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The expanded steps with absolute values, estimated duration and charge, and bounds."""
+    from labctl.protocol import load_and_resolve, plan_total
+    from labctl.protocol import plan as make_plan
+
+    resolved, _, _ = load_and_resolve(protocol, cell)
+    rows = make_plan(resolved)
+    total = plan_total(rows)
+    if as_json:
+        _json({"steps": [r.__dict__ for r in rows], "total": total.__dict__})
+        return
+    table = Table("#", "kind", "name", "parameters", "est. time", "est. charge", "ends on")
+    for r in rows:
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in r.params.items() if v is not None)
+        table.add_row(str(r.index), r.kind, r.name, params, _duration(r.est_duration_s),
+                      _fmt(getattr(r, "est_charge_mAh", None), " mAh"), r.bound)
+    out.print(table)
+    out.print(f"total: {_duration(total.duration_s)}"
+              + (f" (+{total.open_ended} open-ended step(s))" if total.open_ended else ""))
+
+
+def _fmt(v: Any, unit: str = "") -> str:
+    if v is None:
+        return ""
+    return f"{v:.4g}{unit}" if isinstance(v, float) else f"{v}{unit}"
+
+
+def _duration(s: float | None) -> str:
+    if s is None:
+        return "?"
+    h, rem = divmod(round(s), 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h{m:02d}m{sec:02d}s" if h else f"{m}m{sec:02d}s"
+
+
+@app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file.")]
+    = None,
+) -> None:
+    """Write the protocol JSON Schema (for editor completion and checking)."""
+    from labctl.protocol import json_schema
+
+    text = json.dumps(json_schema(), indent=2)
+    if output is None:
+        sys.stdout.write(text + "\n")
+    else:
+        output.write_text(text + "\n")
+        out.print(f"wrote {output}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = None) -> None:
+    """Create or migrate the database schema to the current version."""
+    from labctl.recording.database import resolve_url, safe_url, upgrade
+
+    url = resolve_url(db)
+    upgrade(url)
+    out.print(f"database {safe_url(url)} is at the current schema")
+
+
+@db_app.command("path")
+def db_path(db: DbOption = None) -> None:
+    """Print the database URL labctl would use."""
+    from labctl.recording.database import resolve_url, safe_url
+
+    out.print(safe_url(resolve_url(db)))
+
+
+@app.command()
+def version() -> None:
+    """Print labctl's version."""
+    out.print(__version__)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the app and turn expected errors into one line on stderr."""
+    from labctl.launch import LaunchError
+    from labctl.protocol import ProtocolError
+    from labctl.recording.database import DatabaseError
+
+    try:
+        app(args=argv, standalone_mode=False, prog_name="labctl")
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("labctl: interrupted")
+        sys.exit(130)
+    except click.UsageError as exc:
+        cmd = f" {exc.ctx.command_path.split(' ', 1)[1]}" if exc.ctx and " " in \
+            exc.ctx.command_path else ""
+        err.print(f"labctl{cmd}: {exc.format_message()}", markup=False, soft_wrap=True)
+        sys.exit(2)
+    except ProtocolError as exc:
+        for e in exc.errors:
+            err.print(str(e), markup=False, soft_wrap=True)
+        sys.exit(2)
+    except UserError as exc:
+        err.print(f"labctl: {exc}", markup=False, soft_wrap=True)
+        sys.exit(2)
+    except (DatabaseError, LaunchError, Failure) as exc:
+        err.print(f"labctl: {exc}", markup=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("labctl: interrupted (Ctrl-C); channels were switched off and the runs "
+                  "recorded as aborted")
+        sys.exit(130)
+    except OSError as exc:
+        err.print(f"labctl: {exc}", markup=False, soft_wrap=True)
+        sys.exit(1)

@@ -1,0 +1,183 @@
+"""Launching a protocol: validate everything, open the database, wire the station, run, analyse.
+
+The order is the safety contract for operators: the protocol and every cell are validated and
+resolved, and the database is reached, before any run row is written or any instrument is
+touched. This is the layer the CLI calls; tests call it directly too.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+import labctl
+from drivers.sim.faults import FaultPlan
+from labctl.engine.channel import ChannelContext
+from labctl.engine.runner import RunOutcome, run_protocol
+from labctl.engine.scheduler import Scheduler
+from labctl.protocol import ProtocolError, load_and_resolve
+from labctl.protocol.cell import CellSpec
+from labctl.protocol.loader import ProtocolDocument
+from labctl.protocol.resolved import ResolvedProtocol
+from labctl.recording.database import open_database
+from labctl.recording.recorder import Recorder
+from labctl.station import Station, build_sim_station
+
+
+class LaunchError(RuntimeError):
+    """The run cannot start (e.g. real hardware requested but no station configured)."""
+
+
+@dataclass
+class Prepared:
+    document: ProtocolDocument
+    cells: list[CellSpec]
+    protocols: list[ResolvedProtocol]  # resolved per cell: areal values depend on the cell
+
+
+@dataclass
+class LaunchResult:
+    outcomes: list[RunOutcome]
+    results: dict[int, dict[str, float | str | None]] = field(default_factory=dict)
+
+
+def prepare(protocol_path: str | Path, cell_paths: list[str | Path]) -> Prepared:
+    """Validate and resolve the protocol against every cell; ProtocolError lists every problem."""
+    errors = []
+    prepared = Prepared(None, [], [])  # type: ignore[arg-type]
+    for p in cell_paths:
+        try:
+            resolved, doc, cell = load_and_resolve(protocol_path, p)
+        except ProtocolError as exc:
+            errors.extend(e for e in exc.errors if e not in errors)
+            continue
+        prepared.document = doc
+        prepared.cells.append(cell)
+        prepared.protocols.append(resolved)
+    if errors:
+        raise ProtocolError(errors)
+    return prepared
+
+
+def launch(
+    protocol_path: str | Path,
+    cell_paths: list[str | Path],
+    *,
+    sim: bool,
+    db_url: str | None = None,
+    operator: str | None = None,
+    seed: int = 0,
+    faults: FaultPlan | None = None,
+    on_progress: Callable[[int, dict[str, Any]], None] | None = None,
+    on_start: Callable[[list[int], Engine], None] | None = None,
+) -> LaunchResult:
+    prepared = prepare(protocol_path, cell_paths)
+    engine = open_database(db_url)
+    if not sim:
+        raise LaunchError(
+            "running on real instruments needs a station description, which this version "
+            "does not read yet; use --sim for the simulated bench"
+        )
+    station = build_sim_station(prepared.cells, seed=seed, faults=faults)
+    recorder = Recorder(engine)
+    contexts = _open_runs(prepared, station, recorder, operator, seed, on_progress)
+    if on_start is not None:
+        on_start([c.run_id for c in contexts], engine)
+    outcomes = run_protocol(list(zip(contexts, prepared.protocols)),
+                            housekeeping=_housekeeping(contexts, recorder))
+    result = LaunchResult(outcomes)
+    for out in outcomes:
+        recorder.store_results(
+            out.run_id, "engine", labctl.__version__,
+            [(k, v, _unit(k), None) for k, v in out.results.items()],
+        )
+        result.results[out.run_id] = dict(out.results)
+    _run_analyses(engine, recorder, prepared, outcomes, result)
+    return result
+
+
+def _unit(name: str) -> str:
+    for suffix, unit in (("_mA_cm2", "mA/cm^2"), ("_mAh_cm2", "mAh/cm^2"), ("_mAh_g", "mAh/g"),
+                         ("_mAh", "mAh"), ("_ohm", "ohm"), ("_s", "s"), ("_V", "V")):
+        if name.endswith(suffix):
+            return unit
+    return ""
+
+
+def _open_runs(
+    prepared: Prepared, station: Station, recorder: Recorder, operator: str | None, seed: int,
+    on_progress: Callable[[int, dict[str, Any]], None] | None,
+) -> list[ChannelContext]:
+    contexts = []
+    doc = prepared.document
+    t0 = station.clock.now()
+    for binding, protocol in zip(station.bindings, prepared.protocols):
+        cell_dict = binding.cell.model_dump(mode="json")
+        cell_dict["area_cm2_resolved"] = binding.cell.area
+        run_id = recorder.start_run(
+            cell=cell_dict, protocol_name=doc.name, protocol_text=doc.text,
+            protocol_sha256=doc.sha256, schema_version=doc.schema_version,
+            station=station.name, simulated=station.simulated,
+            operator=operator or _operator(), labctl_version=labctl.__version__,
+            potentiostat=binding.potentiostat, channel=binding.channel_index, seed=seed,
+            pid=os.getpid(),
+        )
+        ctx = ChannelContext(
+            run_id=run_id, recorder=recorder, channel=binding.channel, clock=station.clock,
+            t0=t0, limits=protocol.limits, area_cm2=binding.cell.area,
+            frame=binding.frame, poll_interval_s=station.poll_interval_s,
+        )
+        if on_progress is not None:
+            ctx.on_progress = lambda info, rid=run_id: on_progress(rid, info)
+        contexts.append(ctx)
+    return contexts
+
+
+def _operator() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return None
+
+
+def _housekeeping(
+    contexts: list[ChannelContext], recorder: Recorder
+) -> Callable[[Scheduler], None]:
+    """Every wall second: commit points, beat the heart, apply operator requests."""
+    by_run = {c.run_id: c for c in contexts}
+
+    def tick(sched: Scheduler) -> None:
+        recorder.maybe_flush()
+        for run_id, ctx in by_run.items():
+            action = recorder.heartbeat(run_id)
+            if action == "abort":
+                recorder.event(run_id, "operator", "abort requested", t_s=ctx.run_time())
+                sched.abort(run_id, "aborted by operator")
+            elif action == "pause" and not ctx.paused:
+                ctx.paused = True
+                recorder.event(run_id, "operator", "paused", t_s=ctx.run_time())
+                recorder.set_run_status(run_id, "paused")
+            elif action == "resume" and ctx.paused:
+                ctx.paused = False
+                recorder.event(run_id, "operator", "resumed", t_s=ctx.run_time())
+                recorder.set_run_status(run_id, "running")
+
+    return tick
+
+
+def _run_analyses(engine: Engine, recorder: Recorder, prepared: Prepared,
+                  outcomes: list[RunOutcome], result: LaunchResult) -> None:
+    """Run the protocol's end-of-run analyses (labctl.analysis) and merge their results."""
+    names = prepared.protocols[0].analyses
+    if not names:
+        return
+    from labctl.analysis.runner import analyze_run
+
+    for out in outcomes:
+        result.results[out.run_id].update(analyze_run(engine, recorder, out.run_id, names))

@@ -1,0 +1,135 @@
+"""Where the database is, how to connect to it, and how its schema is brought up to date.
+
+Embedded SQLite by default (WAL journal, so readers never block the one writer), PostgreSQL for a
+lab-wide database. The URL comes from `--db`, else `LABCTL_DB`, else the default SQLite file in
+the user's data directory. The schema only ever changes through Alembic migrations.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+DB_ENV = "LABCTL_DB"
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be used: bad URL, unreachable server, or an out-of-date schema."""
+
+
+def default_sqlite_path() -> Path:
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "labctl" / "labctl.db"
+
+
+def resolve_url(cli_url: str | None = None) -> str:
+    """`--db` wins, then LABCTL_DB, then the embedded SQLite file. A bare path means SQLite."""
+    url = cli_url or os.environ.get(DB_ENV) or f"sqlite:///{default_sqlite_path()}"
+    if "://" not in url:
+        url = f"sqlite:///{Path(url).expanduser().resolve()}"
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseError(f"invalid database URL {url!r}: {exc}") from None
+    if parsed.drivername == "postgresql":
+        url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")  # durable at each commit's checkpoint in WAL mode
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An Engine for `url`, with SQLite tuned for one writer and concurrent readers."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        db_path = parsed.database
+        if db_path and db_path != ":memory:":
+            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+
+
+def migrations_dir() -> Path:
+    """The Alembic script directory: `alembic/` in a checkout, `labctl/_alembic` when installed."""
+    checkout = Path(__file__).resolve().parents[2] / "alembic"
+    if (checkout / "env.py").is_file():
+        return checkout
+    installed = Path(str(resources.files("labctl") / "_alembic"))
+    if (installed / "env.py").is_file():
+        return installed
+    raise DatabaseError("labctl's migration scripts are missing from this installation")
+
+
+def _alembic_config(url: str):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the schema at `url` to `revision` (creates it on an empty database)."""
+    from alembic import command
+
+    try:
+        command.upgrade(_alembic_config(url), revision)
+    except OperationalError as exc:
+        raise DatabaseError(f"cannot reach database {safe_url(url)}: {exc.orig}") from None
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def open_database(cli_url: str | None = None) -> Engine:
+    """Connect, check the schema is current, and auto-create a new empty SQLite database.
+
+    A PostgreSQL database or an existing SQLite file with an older schema is never changed
+    behind the operator's back: they get a clear error telling them to run `labctl db upgrade`.
+    """
+    url = resolve_url(cli_url)
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            tables = inspect(conn).get_table_names()
+    except OperationalError as exc:
+        raise DatabaseError(f"cannot reach database {safe_url(url)}: {exc.orig}") from None
+    if engine.dialect.name == "sqlite" and not tables:
+        upgrade(url)
+        return engine
+    if current_revision(engine) != head_revision():
+        raise DatabaseError(
+            f"database {safe_url(url)} is not at the current schema; run: labctl db upgrade"
+        )
+    return engine

@@ -1,0 +1,158 @@
+"""Read-side helpers: what the CLI and the analyses ask of the database (no writes here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from labctl.recording import models as m
+
+
+@dataclass
+class RunSummary:
+    id: int
+    cell: str
+    protocol: str
+    station: str
+    channel: int | None
+    simulated: bool
+    operator: str | None
+    status: str
+    started_at: Any
+    ended_at: Any
+    end_reason: str | None
+
+
+@dataclass
+class StepSummary:
+    id: int
+    index: int
+    parent_id: int | None
+    kind: str
+    name: str
+    status: str
+    end_reason: str | None
+    t_start_s: float
+    t_end_s: float | None
+    n_points: int
+    n_eis: int
+    params: dict[str, Any]
+
+
+def recent_runs(engine: Engine, limit: int = 20) -> list[RunSummary]:
+    stmt = (
+        select(m.Run, m.Cell.name, m.Protocol.name)
+        .join(m.Cell, m.Run.cell_id == m.Cell.id)
+        .join(m.Protocol, m.Run.protocol_id == m.Protocol.id)
+        .order_by(m.Run.id.desc())
+        .limit(limit)
+    )
+    with Session(engine) as session:
+        rows = session.execute(stmt).all()
+    out = []
+    for run, cell, proto in rows:
+        out.append(RunSummary(run.id, cell, proto, run.station, run.channel, run.simulated,
+                              run.operator, run.status, run.started_at, run.ended_at,
+                              run.end_reason))
+    return out
+
+
+def get_run(engine: Engine, run_id: int) -> RunSummary | None:
+    for r in recent_runs_by_id(engine, [run_id]):
+        return r
+    return None
+
+
+def recent_runs_by_id(engine: Engine, ids: list[int]) -> list[RunSummary]:
+    stmt = (
+        select(m.Run, m.Cell.name, m.Protocol.name)
+        .join(m.Cell, m.Run.cell_id == m.Cell.id)
+        .join(m.Protocol, m.Run.protocol_id == m.Protocol.id)
+        .where(m.Run.id.in_(ids))
+    )
+    with Session(engine) as session:
+        return [
+            RunSummary(run.id, cell, proto, run.station, run.channel, run.simulated,
+                       run.operator, run.status, run.started_at, run.ended_at, run.end_reason)
+            for run, cell, proto in session.execute(stmt).all()
+        ]
+
+
+def run_steps(engine: Engine, run_id: int) -> list[StepSummary]:
+    npts = (
+        select(m.Point.step_id, func.count().label("n"))
+        .group_by(m.Point.step_id)
+        .subquery()
+    )
+    neis = (
+        select(m.EisPoint.step_id, func.count().label("n"))
+        .group_by(m.EisPoint.step_id)
+        .subquery()
+    )
+    stmt = (
+        select(m.Step, func.coalesce(npts.c.n, 0), func.coalesce(neis.c.n, 0))
+        .outerjoin(npts, npts.c.step_id == m.Step.id)
+        .outerjoin(neis, neis.c.step_id == m.Step.id)
+        .where(m.Step.run_id == run_id)
+        .order_by(m.Step.index)
+    )
+    with Session(engine) as session:
+        return [
+            StepSummary(s.id, s.index, s.parent_id, s.kind, s.name, s.status, s.end_reason,
+                        s.t_start_s, s.t_end_s, int(n), int(e), s.params)
+            for s, n, e in session.execute(stmt).all()
+        ]
+
+
+def run_results(engine: Engine, run_id: int) -> dict[str, float | str | None]:
+    stmt = select(m.Result).where(m.Result.run_id == run_id, m.Result.step_id.is_(None))
+    with Session(engine) as session:
+        return {
+            r.name: (r.value if r.value is not None else r.text)
+            for r in session.scalars(stmt).all()
+        }
+
+
+def run_events(engine: Engine, run_id: int) -> list[m.Event]:
+    with Session(engine, expire_on_commit=False) as session:
+        return list(session.scalars(select(m.Event).where(m.Event.run_id == run_id)
+                                    .order_by(m.Event.id)).all())
+
+
+def step_points(engine: Engine, step_ids: list[int]) -> dict[str, np.ndarray]:
+    """Time series of the given steps as numpy columns (step_id, t_s, E_V, I_mA, Q_mAh, P_MPa)."""
+    cols = ("step_id", "t_s", "E_V", "I_mA", "Q_mAh", "P_MPa")
+    stmt = (
+        select(*(getattr(m.Point, c) for c in cols))
+        .where(m.Point.step_id.in_(step_ids))
+        .order_by(m.Point.id)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    arr = np.array(rows, dtype=float) if rows else np.empty((0, len(cols)))
+    return {c: arr[:, i] for i, c in enumerate(cols)}
+
+
+def step_spectrum(engine: Engine, step_id: int) -> dict[str, np.ndarray]:
+    cols = ("t_s", "frequency_Hz", "Z_re_ohm", "Z_im_ohm", "Z_mod_ohm", "phase_deg", "E_V",
+            "I_mA")
+    stmt = (
+        select(*(getattr(m.EisPoint, c) for c in cols))
+        .where(m.EisPoint.step_id == step_id)
+        .order_by(m.EisPoint.id)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    arr = np.array(rows, dtype=float) if rows else np.empty((0, len(cols)))
+    return {c: arr[:, i] for i, c in enumerate(cols)}
+
+
+def run_cell(engine: Engine, run_id: int) -> m.Cell | None:
+    with Session(engine, expire_on_commit=False) as session:
+        return session.scalars(
+            select(m.Cell).join(m.Run, m.Run.cell_id == m.Cell.id).where(m.Run.id == run_id)
+        ).first()

@@ -1,0 +1,348 @@
+"""The Recorder: the one path from the engine to the database.
+
+Durability contract (tested in tests/recording/test_durability.py):
+  * run, step, event and result rows are committed when they are written;
+  * points are buffered and committed at least every `flush_interval_s` (1 s of wall time) and
+    at every step end, so a process that dies loses at most the last second of points;
+  * nothing the recorder has acknowledged by returning from `flush()` is ever lost.
+
+Bulk points take the database's fastest honest path through SQLAlchemy's own connection:
+`executemany` of plain tuples on SQLite, `COPY ... FROM STDIN` on PostgreSQL (psycopg 3).
+Transient database errors (a locked SQLite file, a dropped PostgreSQL connection) are retried
+with backoff before the error reaches the engine, which then puts the cell in a safe state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterable, Sequence
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+from tenacity import (
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from labctl.recording import models as m
+
+POINT_COLUMNS = ("step_id", "t_s", "E_V", "I_mA", "Q_mAh", "P_MPa")
+EIS_COLUMNS = (
+    "step_id", "t_s", "frequency_Hz", "Z_re_ohm", "Z_im_ohm", "Z_mod_ohm", "phase_deg", "E_V",
+    "I_mA",
+)
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+_db_retry = retry(
+    retry=retry_if_exception(_transient),
+    stop=stop_after_attempt(5),
+    wait=wait_exponential(multiplier=0.05, max=2.0),
+    reraise=True,
+)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _f(x: float | None) -> float | None:
+    """Python float for the DB driver; NaN means 'not measured' and is stored as NULL."""
+    if x is None:
+        return None
+    x = float(x)
+    return None if x != x else x
+
+
+class Recorder:
+    def __init__(
+        self, engine: Engine, flush_interval_s: float = 1.0, max_buffer_rows: int = 20_000
+    ) -> None:
+        self.engine = engine
+        self.flush_interval_s = flush_interval_s
+        self.max_buffer_rows = max_buffer_rows
+        self._points: list[Sequence[Any]] = []
+        self._eis: list[Sequence[Any]] = []
+        self._last_flush = time.monotonic()
+        self._postgres = engine.dialect.name == "postgresql"
+        cols = ", ".join(POINT_COLUMNS)
+        self._point_sql = f"INSERT INTO point ({cols}) VALUES ({', '.join('?' * 6)})"
+        self.rows_written = 0
+
+    # ---- run lifecycle -------------------------------------------------------------------
+    @_db_retry
+    def start_run(
+        self,
+        *,
+        cell: dict[str, Any],
+        protocol_name: str,
+        protocol_text: str,
+        protocol_sha256: str,
+        schema_version: int,
+        station: str,
+        simulated: bool,
+        operator: str | None,
+        labctl_version: str,
+        potentiostat: dict[str, Any] | None = None,
+        channel: int | None = None,
+        seed: int | None = None,
+        pid: int | None = None,
+    ) -> int:
+        """Create (or reuse) the cell, protocol and instrument rows and open a run."""
+        with self.engine.begin() as conn:
+            cell_id = self._upsert_cell(conn, cell)
+            protocol_id = conn.scalar(
+                select(m.Protocol.id).where(m.Protocol.sha256 == protocol_sha256)
+            )
+            if protocol_id is None:
+                protocol_id = conn.scalar(
+                    m.Protocol.__table__.insert()
+                    .values(
+                        name=protocol_name, sha256=protocol_sha256,
+                        schema_version=schema_version, yaml_text=protocol_text,
+                        created_at=_now(),
+                    )
+                    .returning(m.Protocol.id)
+                )
+            instrument_id = self._instrument_id(conn, potentiostat) if potentiostat else None
+            now = _now()
+            return int(
+                conn.scalar(
+                    m.Run.__table__.insert()
+                    .values(
+                        cell_id=cell_id, protocol_id=protocol_id, potentiostat_id=instrument_id,
+                        channel=channel, station=station, simulated=simulated,
+                        operator=operator, seed=seed, labctl_version=labctl_version,
+                        started_at=now, heartbeat_at=now, pid=pid, status="running",
+                    )
+                    .returning(m.Run.id)
+                )
+            )
+
+    def _upsert_cell(self, conn: Connection, cell: dict[str, Any]) -> int:
+        anode = cell["anode"]
+        values = dict(
+            anode_material=anode["material"], k_wt_pct=anode.get("k_wt_pct"),
+            alloy_mass_mg=anode.get("alloy_mass_mg"),
+            counter_electrode=cell.get("counter_electrode", "Na"),
+            electrolyte=cell.get("electrolyte", ""), coating=cell.get("coating"),
+            area_cm2=cell["area_cm2_resolved"], diameter_mm=cell.get("diameter_mm"),
+            temperature_C=cell.get("temperature_C"), notes=cell.get("notes"),
+            description={k: v for k, v in cell.items() if k != "area_cm2_resolved"},
+        )
+        cell_id = conn.scalar(select(m.Cell.id).where(m.Cell.name == cell["id"]))
+        if cell_id is None:
+            return int(
+                conn.scalar(
+                    m.Cell.__table__.insert()
+                    .values(name=cell["id"], created_at=_now(), **values)
+                    .returning(m.Cell.id)
+                )
+            )
+        conn.execute(update(m.Cell).where(m.Cell.id == cell_id).values(**values))
+        return int(cell_id)
+
+    def _instrument_id(self, conn: Connection, info: dict[str, Any]) -> int:
+        found = conn.scalar(
+            select(m.Instrument.id).where(
+                m.Instrument.name == info["name"], m.Instrument.simulated == info["simulated"]
+            )
+        )
+        if found is not None:
+            return int(found)
+        return int(
+            conn.scalar(
+                m.Instrument.__table__.insert()
+                .values(created_at=_now(), **info)
+                .returning(m.Instrument.id)
+            )
+        )
+
+    @_db_retry
+    def end_run(self, run_id: int, status: str, end_reason: str | None = None) -> None:
+        self.flush()
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(m.Run)
+                .where(m.Run.id == run_id)
+                .values(status=status, end_reason=end_reason, ended_at=_now(), control=None)
+            )
+
+    @_db_retry
+    def heartbeat(self, run_id: int) -> str | None:
+        """Mark the run alive and return any pending operator request (pause/resume/abort)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(m.Run).where(m.Run.id == run_id).values(heartbeat_at=_now()))
+            return conn.scalar(select(m.Run.control).where(m.Run.id == run_id))
+
+    @_db_retry
+    def request_control(self, run_id: int, action: str) -> bool:
+        """Ask a running engine (possibly in another process) to pause, resume or abort."""
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                update(m.Run)
+                .where(m.Run.id == run_id, m.Run.status.in_(("running", "paused")))
+                .values(control=action)
+            )
+            return bool(res.rowcount)
+
+    @_db_retry
+    def set_run_status(self, run_id: int, status: str, clear_control: bool = True) -> None:
+        values: dict[str, Any] = {"status": status}
+        if clear_control:
+            values["control"] = None
+        with self.engine.begin() as conn:
+            conn.execute(update(m.Run).where(m.Run.id == run_id).values(**values))
+
+    # ---- steps ---------------------------------------------------------------------------
+    @_db_retry
+    def start_step(
+        self, run_id: int, index: int, kind: str, name: str, params: dict[str, Any],
+        t_s: float, parent_id: int | None = None,
+    ) -> int:
+        with self.engine.begin() as conn:
+            return int(
+                conn.scalar(
+                    m.Step.__table__.insert()
+                    .values(
+                        run_id=run_id, parent_id=parent_id, index=index, kind=kind, name=name,
+                        params=params, started_at=_now(), t_start_s=t_s, status="running",
+                    )
+                    .returning(m.Step.id)
+                )
+            )
+
+    def end_step(self, step_id: int, status: str, end_reason: str | None, t_s: float) -> None:
+        self.flush()
+        self._end_step(step_id, status, end_reason, t_s)
+
+    @_db_retry
+    def _end_step(self, step_id: int, status: str, end_reason: str | None, t_s: float) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(m.Step)
+                .where(m.Step.id == step_id)
+                .values(status=status, end_reason=end_reason, t_end_s=t_s, ended_at=_now())
+            )
+
+    # ---- data ----------------------------------------------------------------------------
+    def add_points(
+        self, step_id: int, t_s: np.ndarray, E_V: np.ndarray, I_mA: np.ndarray,
+        Q_mAh: np.ndarray, P_MPa: np.ndarray | float | None = None,
+    ) -> None:
+        """Buffer a batch of points (numpy columns); committed within a second."""
+        n = len(t_s)
+        if n == 0:
+            return
+        if P_MPa is None or isinstance(P_MPa, float):
+            p: Iterable[Any] = repeat(P_MPa, n)
+        else:
+            p = P_MPa.tolist()
+        self._points.extend(
+            zip(repeat(step_id, n), t_s.tolist(), E_V.tolist(), I_mA.tolist(), Q_mAh.tolist(), p)
+        )
+        self.maybe_flush()
+
+    def add_rows(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Buffer point rows already shaped as POINT_COLUMNS tuples (bulk import path)."""
+        self._points.extend(rows)
+        self.maybe_flush()
+
+    def add_eis(self, step_id: int, rows: Iterable[dict[str, float | None]]) -> None:
+        for r in rows:
+            self._eis.append(
+                (step_id, *(_f(r.get(c)) for c in EIS_COLUMNS[1:]))
+            )
+        self.maybe_flush()
+
+    def maybe_flush(self) -> None:
+        """Flush if a second has passed since the last commit or the buffer is large."""
+        if len(self._points) >= self.max_buffer_rows or (
+            (self._points or self._eis)
+            and time.monotonic() - self._last_flush >= self.flush_interval_s
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit every buffered point; when this returns, they are durable."""
+        if self._points or self._eis:
+            self._write(self._points, self._eis)
+            self.rows_written += len(self._points) + len(self._eis)
+            self._points = []
+            self._eis = []
+        self._last_flush = time.monotonic()
+
+    @_db_retry
+    def _write(self, points: list[Sequence[Any]], eis: list[Sequence[Any]]) -> None:
+        with self.engine.begin() as conn:
+            if points:
+                if self._postgres:
+                    self._copy(conn, "point", POINT_COLUMNS, points)
+                else:
+                    conn.exec_driver_sql(self._point_sql, points)  # type: ignore[arg-type]
+            if eis:
+                conn.execute(
+                    m.EisPoint.__table__.insert(), [dict(zip(EIS_COLUMNS, r)) for r in eis]
+                )
+
+    @staticmethod
+    def _copy(
+        conn: Connection, table: str, columns: Sequence[str], rows: list[Sequence[Any]]
+    ) -> None:
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        cols = ", ".join(f'"{c}"' for c in columns)
+        with dbapi.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    # ---- events and results --------------------------------------------------------------
+    @_db_retry
+    def event(
+        self, run_id: int, kind: str, message: str, *, step_id: int | None = None,
+        t_s: float | None = None, severity: str = "info", data: dict[str, Any] | None = None,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                m.Event.__table__.insert().values(
+                    run_id=run_id, step_id=step_id, at=_now(), t_s=t_s, kind=kind,
+                    severity=severity, message=message, data=data or {},
+                )
+            )
+
+    @_db_retry
+    def store_results(
+        self, run_id: int, analysis: str, version: str,
+        results: Iterable[tuple[str, float | str | None, str, int | None]],
+    ) -> None:
+        """Replace `analysis`'s results for the run: (name, value or text, unit, step_id) tuples."""
+        rows = []
+        for name, value, unit, step_id in results:
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            rows.append(
+                dict(
+                    run_id=run_id, step_id=step_id, name=name,
+                    value=_f(value) if numeric else None,  # type: ignore[arg-type]
+                    text=None if numeric or value is None else str(value), unit=unit,
+                    analysis=analysis, analysis_version=version, created_at=_now(),
+                )
+            )
+        with self.engine.begin() as conn:
+            conn.execute(
+                m.Result.__table__.delete().where(
+                    m.Result.run_id == run_id, m.Result.analysis == analysis
+                )
+            )
+            if rows:
+                conn.execute(m.Result.__table__.insert(), rows)
