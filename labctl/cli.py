@@ -12,12 +12,16 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from labctl import __version__
+
+try:  # recent typer vendors click; older releases use the click package
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click.exceptions import ClickException, UsageError
 
 app = typer.Typer(
     name="labctl",
@@ -30,8 +34,9 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# When piped, rich would wrap tables at 80 columns; give them room instead.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 400)
 
 DbOption = Annotated[
     str | None,
@@ -292,16 +297,19 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         app(args=argv, standalone_mode=False, prog_name="labctl")
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         err.print("labctl: interrupted")
         sys.exit(130)
-    except click.UsageError as exc:
+    except UsageError as exc:
         cmd = f" {exc.ctx.command_path.split(' ', 1)[1]}" if exc.ctx and " " in \
             exc.ctx.command_path else ""
         err.print(f"labctl{cmd}: {exc.format_message()}", markup=False, soft_wrap=True)
         sys.exit(2)
+    except ClickException as exc:
+        err.print(f"labctl: {exc.format_message()}", markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
     except ProtocolError as exc:
         for e in exc.errors:
             err.print(str(e), markup=False, soft_wrap=True)

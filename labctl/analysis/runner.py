@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine
 
-from labctl.analysis import stripping
+from labctl.analysis import products, stripping
 from labctl.recording.queries import run_cell, run_steps
 from labctl.recording.recorder import Recorder
 
@@ -55,6 +55,11 @@ def _step_charge(engine: Engine, step_id: int) -> float:
 
 ANALYSES: dict[str, Callable[[Engine, Recorder, int], Results]] = {
     "critical_stripping": _critical_stripping,
+    "ccd": products.analyze_ccd,
+    "drt": products.analyze_drt,
+    "circuit": products.analyze_circuit,
+    "cv": products.analyze_cv,
+    "cycling": products.analyze_cycling,
 }
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 DB_ENV = "LABCTL_DB"
 
@@ -52,7 +52,11 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
 
 def make_engine(url: str) -> Engine:
     """An Engine for `url`, with SQLite tuned for one writer and concurrent readers."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise DatabaseError(f"unsupported database URL {url!r}: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
         db_path = parsed.database
         if db_path and db_path != ":memory:":
@@ -90,7 +94,9 @@ def upgrade(url: str, revision: str = "head") -> None:
     try:
         command.upgrade(_alembic_config(url), revision)
     except OperationalError as exc:
-        raise DatabaseError(f"cannot reach database {safe_url(url)}: {exc.orig}") from None
+        raise DatabaseError(
+            f"cannot reach database {safe_url(url)}: {_first_line(exc.orig)}"
+        ) from None
 
 
 def head_revision() -> str:
@@ -108,15 +114,20 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def _first_line(exc: BaseException) -> str:
+    """Drivers put hints on further lines; an operator needs the first."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
 def open_database(cli_url: str | None = None) -> Engine:
-    """Connect, check the schema is current, and auto-create a new empty SQLite database.
+    """Connect, check the schema is current; an empty database gets the schema created.
 
-    A PostgreSQL database or an existing SQLite file with an older schema is never changed
-    behind the operator's back: they get a clear error telling them to run `labctl db upgrade`.
+    A database that already holds an older schema is never migrated behind the operator's
+    back: they get a clear error telling them to run `labctl db upgrade` (after a backup).
     """
     url = resolve_url(cli_url)
     engine = make_engine(url)
@@ -124,8 +135,10 @@ def open_database(cli_url: str | None = None) -> Engine:
         with engine.connect() as conn:
             tables = inspect(conn).get_table_names()
     except OperationalError as exc:
-        raise DatabaseError(f"cannot reach database {safe_url(url)}: {exc.orig}") from None
-    if engine.dialect.name == "sqlite" and not tables:
+        raise DatabaseError(
+            f"cannot reach database {safe_url(url)}: {_first_line(exc.orig)}"
+        ) from None
+    if not tables:
         upgrade(url)
         return engine
     if current_revision(engine) != head_revision():

@@ -1,0 +1,97 @@
+"""Recorder throughput against raw sqlite3, measured in the same process on the same machine.
+
+Writes N points (default 1,000,000) into a fresh WAL-mode SQLite file twice:
+  * through labctl's Recorder, fed as the engine feeds it (numpy columns per poll), committing
+    every BATCH rows;
+  * through the standard library's sqlite3 `executemany` with pre-built tuples (the most
+    favourable case for the baseline), committing every BATCH rows into an identical table.
+Prints both rates and, as its last line, `recorder/raw = 0.xx`.
+
+    python benchmarks/recorder.py [--points N] [--batch B]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from labctl.recording.database import open_database
+from labctl.recording.recorder import Recorder
+
+POLL = 1000  # points handed to the recorder per call, like one engine poll of a busy channel
+
+
+def columns(n: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    t = np.arange(n, dtype=float)
+    return {"t_s": t, "E_V": rng.normal(0.1, 0.01, n), "I_mA": np.full(n, 0.25),
+            "Q_mAh": t * 0.25 / 3600, "P_MPa": np.full(n, 10.0)}
+
+
+def bench_recorder(path: Path, cols: dict[str, np.ndarray], batch: int) -> float:
+    engine = open_database(f"sqlite:///{path}")
+    rec = Recorder(engine, flush_interval_s=3600.0, max_buffer_rows=batch)
+    cell = {"id": "bench", "anode": {"material": "Na"}, "area_cm2_resolved": 0.283}
+    run = rec.start_run(cell=cell, protocol_name="bench", protocol_text="bench",
+                        protocol_sha256="bench", schema_version=1, station="bench",
+                        simulated=True, operator=None, labctl_version="bench")
+    step = rec.start_step(run, 1, "galvanostatic", "bench", {}, 0.0)
+    n = len(cols["t_s"])
+    t0 = time.perf_counter()
+    for i in range(0, n, POLL):
+        s = slice(i, i + POLL)
+        rec.add_points(step, cols["t_s"][s], cols["E_V"][s], cols["I_mA"][s], cols["Q_mAh"][s],
+                       cols["P_MPa"][s])
+    rec.flush()
+    elapsed = time.perf_counter() - t0
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM point").scalar() == n
+    engine.dispose()
+    return elapsed
+
+
+def bench_raw(path: Path, cols: dict[str, np.ndarray], batch: int) -> float:
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    con.execute("CREATE TABLE point (id INTEGER PRIMARY KEY, step_id INTEGER NOT NULL, "
+                "t_s FLOAT NOT NULL, E_V FLOAT NOT NULL, I_mA FLOAT NOT NULL, "
+                "Q_mAh FLOAT NOT NULL, P_MPa FLOAT)")
+    con.execute("CREATE INDEX ix_point_step_id ON point (step_id)")
+    con.commit()
+    n = len(cols["t_s"])
+    rows = list(zip([1] * n, *(cols[k].tolist() for k in ("t_s", "E_V", "I_mA", "Q_mAh",
+                                                           "P_MPa"))))
+    sql = "INSERT INTO point (step_id, t_s, E_V, I_mA, Q_mAh, P_MPa) VALUES (?,?,?,?,?,?)"
+    t0 = time.perf_counter()
+    for i in range(0, n, batch):
+        con.executemany(sql, rows[i:i + batch])
+        con.commit()
+    elapsed = time.perf_counter() - t0
+    con.close()
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--points", type=int, default=1_000_000)
+    ap.add_argument("--batch", type=int, default=20_000)
+    args = ap.parse_args()
+    cols = columns(args.points)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = bench_raw(Path(tmp) / "raw.db", cols, args.batch)
+        rec = bench_recorder(Path(tmp) / "labctl.db", cols, args.batch)
+    n = args.points
+    print(f"points: {n:,}  batch: {args.batch:,}")
+    print(f"raw sqlite3 executemany: {n / raw:,.0f} rows/s ({raw:.2f} s)")
+    print(f"labctl Recorder:         {n / rec:,.0f} rows/s ({rec:.2f} s)")
+    print(f"recorder/raw = {raw / rec:.2f}")
+
+
+if __name__ == "__main__":
+    main()
