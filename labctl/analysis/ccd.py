@@ -1,0 +1,92 @@
+"""Critical current density recomputed from a ccd_ramp's recorded child steps (echem.md §1.2–1.4).
+
+The engine reports the CCD as it runs; this recomputes it from the stored steps, points and
+detector events so that a value in the database can always be traced to (and re-derived from)
+the data, including for imported or re-analysed runs. Both conventions are reported — the
+current density of the failing step (`ccd_mA_cm2`) and of the last step passed — together with
+what echem.md §1.1 says must accompany any CCD value: the half-cycle capacity (ACL), the
+cumulative areal capacity before failure (CAC), the failure mode and the stack pressure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+VERSION = "1"
+
+
+@dataclass(frozen=True)
+class HalfCycle:
+    """One recorded strip or plate half-cycle of the ramp."""
+
+    step_id: int
+    current_mA: float  # signed set-point
+    status: str
+    end_reason: str | None
+    capacity_mAh: float  # |Q| passed in the half-cycle
+    detector_mode: str | None  # mode of a detector event attached to this step, if any
+
+
+@dataclass(frozen=True)
+class CcdResult:
+    ccd_mA_cm2: float | None
+    last_passed_mA_cm2: float | None
+    failure_mode: str | None
+    failed_step_id: int | None
+    half_cycle_capacity_mAh_cm2: float | None
+    cumulative_capacity_mAh_cm2: float
+    stack_pressure_MPa: float | None
+    n_steps: int
+
+
+def critical_current_density(
+    halves: list[HalfCycle], area_cm2: float, ramp_detector_mode: str | None = None,
+    pressures_MPa: np.ndarray | None = None,
+) -> CcdResult:
+    """CCD from the half-cycles in execution order.
+
+    A current step passes when all its half-cycles completed; the first half-cycle that did not
+    complete marks the failing step. The mode is the detector's (an in-segment trip is attached
+    to the half-cycle, an end-of-segment trip to the ramp), else the step's end reason (e.g. a
+    voltage limit). The cumulative capacity counts every half-cycle up to and including the
+    failing one, as the engine does.
+    """
+    failed: HalfCycle | None = None
+    passed: list[float] = []
+    levels: list[float] = []
+    cac = 0.0
+    for h in halves:
+        j = abs(h.current_mA)
+        cac += h.capacity_mAh
+        if not levels or not np.isclose(levels[-1], j, rtol=1e-9):
+            if levels and failed is None:
+                passed.append(levels[-1])
+            levels.append(j)
+        if h.status != "completed":
+            failed = h
+            break
+    if failed is None and levels:
+        passed.append(levels[-1])
+    mode = None
+    if failed is not None:
+        mode = failed.detector_mode or ramp_detector_mode
+        if mode is None:
+            reason = failed.end_reason or ""
+            mode = reason.removeprefix("detector: ") or None
+    caps = [h.capacity_mAh for h in halves if h.status == "completed"]
+    p = None
+    if pressures_MPa is not None:
+        finite = pressures_MPa[np.isfinite(pressures_MPa)]
+        p = float(np.median(finite)) if finite.size else None
+    return CcdResult(
+        ccd_mA_cm2=abs(failed.current_mA) / area_cm2 if failed is not None else None,
+        last_passed_mA_cm2=passed[-1] / area_cm2 if passed else None,
+        failure_mode=mode,
+        failed_step_id=failed.step_id if failed is not None else None,
+        half_cycle_capacity_mAh_cm2=float(np.median(caps)) / area_cm2 if caps else None,
+        cumulative_capacity_mAh_cm2=cac / area_cm2,
+        stack_pressure_MPa=p,
+        n_steps=len(levels),
+    )

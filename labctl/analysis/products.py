@@ -1,0 +1,220 @@
+"""Database-facing wrappers of the data-product analyses (ccd, drt, circuit, cv, cycling).
+
+Each wrapper reads through labctl.recording's read helpers, computes with a plain function from
+its own module, and writes only through `Recorder.store_results` under its analysis name and
+version (so `labctl analyze RUN --only NAME` replaces exactly that analysis's rows). They are
+registered in runner.ANALYSES. Per-step values carry the step's id, so a DRT peak or a circuit
+resistance is always tied to the spectrum it came from.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import Engine
+
+from labctl.analysis import ccd, cv, cycling, eis
+from labctl.recording.queries import StepSummary, run_events, step_points, step_spectrum
+from labctl.recording.reads_analysis import RunContext, run_context, run_points
+from labctl.recording.recorder import Recorder
+
+Results = dict[str, float | str | None]
+Row = tuple[str, float | str | None, str, int | None]
+
+
+def _store(recorder: Recorder, run_id: int, analysis: str, version: str, rows: list[Row]
+           ) -> Results:
+    recorder.store_results(run_id, analysis, version, rows)
+    return {name: value for name, value, _, step_id in rows if step_id is None}
+
+
+def _ctx(engine: Engine, run_id: int) -> RunContext:
+    ctx = run_context(engine, run_id)
+    if ctx is None:
+        raise LookupError(f"no run {run_id}")
+    return ctx
+
+
+def _last_abs_q(engine: Engine, step_id: int) -> float:
+    q = step_points(engine, [step_id])["Q_mAh"]
+    return float(abs(q[-1])) if len(q) else 0.0
+
+
+# ---- ccd ---------------------------------------------------------------------------------------
+def analyze_ccd(engine: Engine, recorder: Recorder, run_id: int) -> Results:
+    """CCD per ccd_ramp step; with several ramps the last one gives the run-level values."""
+    ctx = _ctx(engine, run_id)
+    events = [e for e in run_events(engine, run_id) if e.kind == "detector"]
+    rows: list[Row] = []
+    for ramp in (s for s in ctx.steps if s.kind == "ccd_ramp"):
+        children = [s for s in ctx.steps if s.parent_id == ramp.id]
+        gal = [s for s in children if s.kind == "galvanostatic"]
+        mode_by_step = {e.step_id: (e.data or {}).get("mode") for e in events}
+        halves = [
+            ccd.HalfCycle(s.id, float(s.params.get("current_mA") or 0.0), s.status,
+                          s.end_reason, _last_abs_q(engine, s.id), mode_by_step.get(s.id))
+            for s in gal
+        ]
+        area = float(ramp.params.get("area_cm2") or ctx.area_cm2)
+        pts = step_points(engine, [s.id for s in children])
+        res = ccd.critical_current_density(halves, area, mode_by_step.get(ramp.id),
+                                           pts["P_MPa"] if len(pts["P_MPa"]) else None)
+        rows += [
+            ("ccd_mA_cm2", res.ccd_mA_cm2, "mA/cm^2", None),
+            ("ccd_last_passed_mA_cm2", res.last_passed_mA_cm2, "mA/cm^2", None),
+            ("ccd_failure_mode", res.failure_mode, "", None),
+            ("ccd_failed_step_id", res.failed_step_id, "", None),
+            ("ccd_half_cycle_capacity_mAh_cm2", res.half_cycle_capacity_mAh_cm2, "mAh/cm^2",
+             None),
+            ("ccd_cumulative_capacity_mAh_cm2", res.cumulative_capacity_mAh_cm2, "mAh/cm^2",
+             None),
+            ("ccd_stack_pressure_MPa", res.stack_pressure_MPa, "MPa", None),
+            ("ccd_current_steps", res.n_steps, "", None),
+        ]
+        if res.failed_step_id is not None:
+            rows.append(("ccd_failed_here", res.ccd_mA_cm2, "mA/cm^2", res.failed_step_id))
+    return _store(recorder, run_id, "ccd", ccd.VERSION, rows)
+
+
+# ---- impedance ---------------------------------------------------------------------------------
+def _eis_steps(engine: Engine, ctx: RunContext) -> list[tuple[StepSummary, np.ndarray, np.ndarray]]:
+    out = []
+    for s in ctx.steps:
+        if s.n_eis < 3:
+            continue
+        sp = step_spectrum(engine, s.id)
+        f, z = eis.spectrum(sp["frequency_Hz"], sp["Z_re_ohm"], sp["Z_im_ohm"])
+        if f.size >= 3:
+            out.append((s, f, z))
+    return out
+
+
+def analyze_drt(engine: Engine, recorder: Recorder, run_id: int) -> Results:
+    """Per EIS step: lin-KK validity, DRT peaks (τ, R, edge warning), R∞ and R_electrode."""
+    ctx = _ctx(engine, run_id)
+    rows: list[Row] = []
+    electrode: list[float] = []
+    n_invalid = 0
+    for s, f, z in _eis_steps(engine, ctx):
+        kk = eis.kk_check(f, z)
+        n_invalid += not kk.passed
+        d = eis.drt(f, z)
+        rows += [
+            ("kk_valid", 1.0 if kk.passed else 0.0, "", s.id),
+            ("kk_max_residual", kk.max_residual, "", s.id),
+            ("drt_R_inf_ohm", d.r_inf, "ohm", s.id),
+            ("drt_R_pol_ohm", d.r_pol, "ohm", s.id),
+            ("R_electrode_ohm", eis.electrode_resistance(d), "ohm", s.id),
+            ("drt_n_peaks", len(d.peaks), "", s.id),
+        ]
+        electrode.append(eis.electrode_resistance(d))
+        for k, p in enumerate(d.peaks, 1):
+            rows += [(f"drt_peak{k}_tau_s", p.tau, "s", s.id),
+                     (f"drt_peak{k}_R_ohm", p.resistance, "ohm", s.id)]
+            if p.edge_warning:
+                rows.append((f"drt_peak{k}_warning",
+                             "peak at or beyond the measured window edge: position and area "
+                             "set by regularisation, not data", "", s.id))
+        if not kk.passed:
+            rows.append(("kk_warning", f"lin-KK residual {kk.max_residual:.3g} > "
+                         f"{kk.threshold:.3g}: DRT and circuit fits not meaningful", "", s.id))
+    rows += [("drt_spectra", len(electrode), "", None),
+             ("kk_invalid_spectra", n_invalid, "", None)]
+    if electrode:
+        rows += [("R_electrode_first_ohm", electrode[0], "ohm", None),
+                 ("R_electrode_last_ohm", electrode[-1], "ohm", None)]
+    return _store(recorder, run_id, "drt", eis.VERSION, rows)
+
+
+def analyze_circuit(engine: Engine, recorder: Recorder, run_id: int) -> Results:
+    """Per EIS step: the paper's circuit, R values with standard errors; R_int_ohm per step."""
+    ctx = _ctx(engine, run_id)
+    rows: list[Row] = []
+    r_int: list[float] = []
+    for s, f, z in _eis_steps(engine, ctx):
+        if f.size < 11:  # 10 parameters
+            continue
+        c = eis.fit_paper_circuit(f, z)
+        rows += [("R0_ohm", c.R0_ohm, "ohm", s.id), ("R0_std_ohm", c.R0_std_ohm, "ohm", s.id),
+                 ("circuit_chi_square", c.chi_square, "", s.id),
+                 ("circuit_converged", 1.0 if c.success else 0.0, "", s.id)]
+        for arc in c.arcs:
+            rows += [(f"R_{arc.name}_ohm", arc.R_ohm, "ohm", s.id),
+                     (f"R_{arc.name}_std_ohm", arc.R_std_ohm, "ohm", s.id),
+                     (f"tau_{arc.name}_s", arc.tau_s, "s", s.id),
+                     (f"alpha_{arc.name}", arc.alpha, "", s.id)]
+        r_int.append(c.arcs[-1].R_ohm)
+    rows.append(("circuit_spectra", len(r_int), "", None))
+    if r_int:
+        rows += [("R_int_first_ohm", r_int[0], "ohm", None),
+                 ("R_int_last_ohm", r_int[-1], "ohm", None)]
+    return _store(recorder, run_id, "circuit", eis.VERSION, rows)
+
+
+# ---- cv ----------------------------------------------------------------------------------------
+def analyze_cv(engine: Engine, recorder: Recorder, run_id: int) -> Results:
+    ctx = _ctx(engine, run_id)
+    rows: list[Row] = []
+    ox: list[float] = []
+    for s in (s for s in ctx.steps if s.kind == "cv" and s.n_points):
+        pts = step_points(engine, [s.id])
+        p = s.params
+        cyc = cv.cycle_numbers(pts["t_s"], pts["E_V"], p.get("E_start_V"), p.get("vertices_V"),
+                               p.get("scan_rate_V_s"))
+        for c in cv.cv_peaks(pts["E_V"], pts["I_mA"], cyc):
+            tag = f"cycle{c.cycle:02d}"
+            rows += [(f"{tag}_ox_peak_E_V", c.ox_peak_E_V, "V", s.id),
+                     (f"{tag}_ox_peak_I_mA", c.ox_peak_I_mA, "mA", s.id),
+                     (f"{tag}_red_peak_E_V", c.red_peak_E_V, "V", s.id),
+                     (f"{tag}_red_peak_I_mA", c.red_peak_I_mA, "mA", s.id)]
+            ox.append(c.ox_peak_I_mA)
+    rows.append(("cv_cycles", len(ox), "", None))
+    if ox:
+        rows += [("cv_ox_peak_first_mA", ox[0], "mA", None),
+                 ("cv_ox_peak_last_mA", ox[-1], "mA", None)]
+        if ox[0]:
+            rows.append(("cv_ox_peak_growth_pct", (ox[-1] - ox[0]) / abs(ox[0]) * 100, "%",
+                         None))
+    return _store(recorder, run_id, "cv", cv.VERSION, rows)
+
+
+# ---- cycling -----------------------------------------------------------------------------------
+def analyze_cycling(engine: Engine, recorder: Recorder, run_id: int) -> Results:
+    ctx = _ctx(engine, run_id)
+    ramps = {s.id for s in ctx.steps if s.kind == "ccd_ramp"}
+    allpts = run_points(engine, run_id)  # one query: long runs have hundreds of half-cycles
+    order = np.argsort(allpts["step_id"], kind="stable")
+    sid = allpts["step_id"][order]
+    bounds = np.searchsorted(sid, [s.id for s in ctx.steps]), np.searchsorted(
+        sid, [s.id for s in ctx.steps], side="right")
+    halves = []
+    e_ocv = 0.0
+    for s, lo, hi in zip(ctx.steps, *bounds):
+        idx = order[lo:hi]
+        if s.kind == "rest" and len(idx):
+            e_ocv = float(allpts["E_V"][idx[-1]])
+        if s.kind != "galvanostatic" or s.parent_id in ramps or not len(idx):
+            continue
+        current = s.params.get("current_mA")
+        if current is None:  # imported steps: the recorded current
+            current = float(np.nanmedian(allpts["I_mA"][idx]))
+        halves.append(cycling.HalfCycleData(s.id, float(current), allpts["E_V"][idx], e_ocv))
+    res = cycling.analyze_cycling(halves, ctx.area_cm2)
+    rows: list[Row] = []
+    for h in res.halves:
+        rows += [("overpotential_V", h.overpotential_V, "V", h.step_id),
+                 ("asr_ohm_cm2", h.asr_ohm_cm2, "ohm*cm^2", h.step_id),
+                 ("cycle", h.cycle, "", h.step_id)]
+    for c, v in res.cycle_overpotential_V.items():
+        rows.append((f"cycle{c:03d}_overpotential_V", v, "V", None))
+    detector = [e for e in run_events(engine, run_id) if e.kind == "detector"]
+    ov = list(res.cycle_overpotential_V.values())
+    rows += [
+        ("cycling_cycles", len(ov), "", None),
+        ("cycling_overpotential_first_V", ov[0] if ov else None, "V", None),
+        ("cycling_overpotential_last_V", ov[-1] if ov else None, "V", None),
+        ("cycling_short_detected", 1.0 if (res.short_cycle or detector) else 0.0, "", None),
+        ("cycling_short_cycle", res.short_cycle, "", None),
+        ("cycling_short_reason", res.short_reason or (detector[0].message if detector else None),
+         "", None),
+    ]
+    return _store(recorder, run_id, "cycling", cycling.VERSION, rows)
