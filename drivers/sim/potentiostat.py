@@ -156,7 +156,13 @@ class SimulatedChannel:
             parts_E.append(E)
             self._t += dt * len(E)
             self._charge_C += abs(current_A) * dt * len(E)
-            if len(E) < n:  # a voltage limit hit: the firmware stops the technique there
+            # A voltage limit hit: the firmware stops the technique there. The cell returns the
+            # crossing sample as its last one, so test that sample, not only a short batch: when
+            # a poll asks for exactly one record (poll interval <= record interval) a crossing
+            # batch is as long as asked for, and the step would otherwise run past its cut-off.
+            crossed = (E_max is not None and E[-1] > E_max) or (
+                E_min is not None and E[-1] < E_min)
+            if len(E) < n or crossed:
                 limit = "E_max" if E_max is not None and E[-1] > E_max else "E_min"
                 n = -1
         rest = duration_s - self._t

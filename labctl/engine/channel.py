@@ -173,8 +173,9 @@ def run_technique(
     last_E: float | None = None
     n_points = 0
     t_seg0 = ctx.run_time()
+    t_off = t_seg0  # run time at which the loaded technique (re)started: its points' origin
     tech = technique
-    elapsed_before = 0.0
+    q_load0 = 0.0  # charge recorded before the current load (a pause reloads the remainder)
     ch.load(tech)
     ch.start()
     if detector is not None:
@@ -186,7 +187,7 @@ def run_technique(
             now = ctx.clock.now()
             wake = now + ctx.poll_interval_s
             if expected is not None:
-                end_at = ctx.t0 + t_seg0 + elapsed_before + expected
+                end_at = ctx.t0 + t_off + expected
                 if now < end_at < wake:
                     wake = end_at + 1e-6
             yield wake
@@ -194,20 +195,24 @@ def run_technique(
                 ctx.safe_state("paused by operator", step_id)
                 reading = ch.poll()  # collect what was buffered before the stop
                 q_mAh, last_t, last_E, n_points = _record(
-                    ctx, step_id, reading, t_seg0 + elapsed_before, q_mAh, last_t, last_E,
-                    n_points)
+                    ctx, step_id, reading, t_off, q_mAh, last_t, last_E, n_points)
                 while ctx.paused:
                     yield ctx.clock.now() + ctx.poll_interval_s
-                elapsed_before += reading.elapsed_s
-                tech = _remaining(tech, reading.elapsed_s, abs(q_mAh) * 3.6)
+                # `tech` is already what was left after any earlier pause: subtract only what
+                # this load passed, or a second pause would count the first part twice
+                tech = _remaining(tech, reading.elapsed_s, abs(q_mAh - q_load0) * 3.6)
+                q_load0 = q_mAh
                 expected = _expected_duration(tech)
                 last_t = 0.0
+                # the remainder starts now: stamping its points from the pre-pause origin would
+                # put them in the past, overlapping the points recorded before the pause
+                t_off = ctx.run_time()
                 ch.load(tech)
                 ch.start()
                 continue
             reading = ch.poll()
             q_mAh, last_t, last_E, n_points = _record(
-                ctx, step_id, reading, t_seg0 + elapsed_before, q_mAh, last_t, last_E, n_points)
+                ctx, step_id, reading, t_off, q_mAh, last_t, last_E, n_points)
             pts = reading.points
             P = ctx.read_pressure()
             tripped = check_limits(limits, pts.E_V, pts.I_A * 1e3, q_mAh, P)

@@ -104,7 +104,10 @@ class FailureDetector:
             self._ma.append(v)
             if len(self._ma) == self._ma.maxlen:
                 ma = sum(self._ma) / len(self._ma)
-                if (len(self._seg_vals) > 10 and self._ma_hist
+                # while the voltage sits in the hard-short band, let the hard-short test
+                # (which needs a few samples) name it: a collapse to ~0 V is a hard short, and a
+                # moving average would otherwise call it a sudden drop a sample or two earlier
+                if (len(self._seg_vals) > 10 and self._ma_hist and self._short_run == 0
                         and ma < (1 - s.sudden_drop_fraction) * max(self._ma_hist)):
                     return Trip("sudden_drop", f"voltage fell from {max(self._ma_hist):.4f} V to "
                                 f"{ma:.4f} V within 10 samples")

@@ -46,6 +46,15 @@ def channel_runner(ctx: ChannelContext, protocol: ResolvedProtocol) -> Wake:
         status, reason = "failed", f"instrument fault: {exc}"
         ctx.safe_state(reason)
         ctx.recorder.event(ctx.run_id, "fault", reason, t_s=ctx.run_time(), severity="error")
+    except KeyboardInterrupt:
+        # Ctrl-C landed while this runner was executing (polling, writing), not while the
+        # scheduler slept: run_technique has made the channel safe; the open steps must be
+        # closed as aborted, not as failed with the "all steps done" default reason
+        status, reason = "aborted", "interrupted (Ctrl-C)"
+        raise
+    except Exception as exc:
+        status, reason = "failed", f"engine error: {exc!r}"
+        raise
     finally:
         steps.close_open_steps("aborted" if status == "aborted" else "failed", reason)
     return RunOutcome(ctx.run_id, status, reason, dict(ctx.results))

@@ -43,6 +43,10 @@ class Scheduler:
         return job
 
     def _advance(self, job: Job, exc: BaseException | None = None) -> float | None:
+        if job.done:
+            # e.g. housekeeping aborted this job between its pop from the heap and its resume:
+            # resuming a finished generator would overwrite its RunOutcome with None
+            return None
         try:
             return job.runner.throw(exc) if exc is not None else next(job.runner)
         except StopIteration as stop:
