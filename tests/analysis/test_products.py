@@ -1,0 +1,186 @@
+"""Data products end to end on simulated runs: analyses, plots and exports from the database.
+
+Each shipped protocol is run once per module in simulation into its own SQLite file, then the
+analyses, every plot kind and the exports are exercised on the recorded runs.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from matplotlib.collections import Collection
+from matplotlib.figure import Figure
+
+from labctl.analysis.plots import PLOT_KINDS, PlotError, figure_for, plot_run
+from labctl.analysis.runner import analyze_run
+from labctl.cli import main
+from labctl.launch import launch
+from labctl.recording.database import open_database
+from labctl.recording.reads_analysis import run_points, run_results_rows
+from labctl.recording.recorder import Recorder
+
+ROOT = Path(__file__).resolve().parents[2]
+CV_SMALL = """\
+schema_version: 1
+name: CV small window
+limits:
+  E_min: -1 V
+  E_max: 1 V
+steps:
+  - kind: rest
+    duration: 1 min
+  - kind: cv
+    E_start: 0 V
+    vertices: [0.1 V, -0.1 V]   # the shipped ±0.5 V window trips I_max on the simulated cells
+    scan_rate: 10 mV/s
+    cycles: 3
+"""
+
+
+def _run(tmp: Path, name: str, protocol: Path, cell: str) -> tuple[str, int]:
+    url = f"sqlite:///{tmp / (name + '.db')}"
+    res = launch(protocol, [ROOT / "examples/cells" / cell], sim=True, db_url=url)
+    return url, res.outcomes[0].run_id
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, int]]:
+    tmp = tmp_path_factory.mktemp("products")
+    (tmp / "cv.yaml").write_text(CV_SMALL)
+    return {
+        "ccd": _run(tmp, "ccd", ROOT / "protocols/ccd.yaml", "na_symmetric.yaml"),
+        "strip": _run(tmp, "strip", ROOT / "protocols/critical_stripping.yaml",
+                      "nak65_half.yaml"),
+        "insitu": _run(tmp, "insitu", ROOT / "protocols/insitu_eis.yaml", "nak80_half.yaml"),
+        "quick": _run(tmp, "quick", ROOT / "protocols/quickstart.yaml", "na_symmetric.yaml"),
+        "cv": _run(tmp, "cv", tmp / "cv.yaml", "nak65_half.yaml"),
+    }
+
+
+def _rows(url: str, run_id: int, analysis: str) -> dict[str, list[float | str | None]]:
+    out: dict[str, list[float | str | None]] = {}
+    for r in run_results_rows(open_database(url), run_id, analysis):
+        out.setdefault(r.name, []).append(r.value if r.value is not None else r.text)
+    return out
+
+
+def test_ccd_analysis_agrees_with_engine(runs: dict[str, tuple[str, int]]) -> None:
+    url, rid = runs["ccd"]
+    engine_res = {r.name: r.value if r.value is not None else r.text
+                  for r in run_results_rows(open_database(url), rid, "engine")}
+    ours = _rows(url, rid, "ccd")  # ran automatically at run end (protocol's analyses list)
+    assert ours["ccd_mA_cm2"][0] == pytest.approx(engine_res["ccd_mA_cm2"], rel=1e-9)
+    assert ours["ccd_last_passed_mA_cm2"][0] == pytest.approx(
+        engine_res["ccd_last_passed_mA_cm2"], rel=1e-9)
+    assert ours["ccd_failure_mode"][0] == engine_res["ccd_failure_mode"]
+    assert ours["ccd_cumulative_capacity_mAh_cm2"][0] == pytest.approx(
+        engine_res["ccd_cumulative_capacity_mAh_cm2"], rel=1e-3)
+    assert ours["ccd_half_cycle_capacity_mAh_cm2"][0] == pytest.approx(0.1, rel=1e-3)
+    assert ours["ccd_stack_pressure_MPa"][0] == pytest.approx(10.0, abs=0.5)
+
+
+def test_drt_and_circuit_on_insitu_eis(runs: dict[str, tuple[str, int]]) -> None:
+    url, rid = runs["insitu"]
+    engine = open_database(url)
+    analyze_run(engine, Recorder(engine), rid, ["circuit"])  # drt ran at run end
+    drt = _rows(url, rid, "drt")
+    circ = _rows(url, rid, "circuit")
+    assert len(drt["kk_valid"]) == 5 and all(v == 1.0 for v in drt["kk_valid"])
+    # grain boundary peak near 1e-7 s in every spectrum (paper Fig. 3a)
+    assert all(1e-8 < t < 1e-6 for t in drt["drt_peak1_tau_s"])
+    # NaK80 stripping: the electrode (SnO2 + interface) resistance rises with stripped capacity
+    r_el = np.array(drt["R_electrode_ohm"], dtype=float)
+    assert np.all(np.diff(r_el) > 0) and r_el[-1] > 1.05 * r_el[0]
+    r_sum = np.array(circ["R_SnO2_plus_int_ohm"], dtype=float)
+    assert np.all(np.diff(r_sum) > 0)
+    assert len(circ["R_int_ohm"]) == len(circ["R_int_std_ohm"]) == 5
+    assert circ["R_int_ohm"][-1] > circ["R_int_ohm"][0]
+    assert all(40 < r < 60 for r in circ["R_GB_ohm"])  # sim: R_GB 15 Ω cm² / 0.283 cm² = 53 Ω
+
+
+def test_critical_stripping_cycling_and_cv(runs: dict[str, tuple[str, int]]) -> None:
+    url, rid = runs["strip"]
+    cs = _rows(url, rid, "critical_stripping")
+    assert 200 < cs["critical_capacity_mAh_g"][0] < 350  # paper: NaK65 ≈ 300 mAh/g
+    url, rid = runs["quick"]
+    engine = open_database(url)
+    res = analyze_run(engine, Recorder(engine), rid, ["cycling"])
+    assert res["cycling_cycles"] == 1 and res["cycling_short_detected"] == 0.0
+    assert 0 < float(res["cycling_overpotential_first_V"]) < 0.1  # type: ignore[arg-type]
+    url, rid = runs["cv"]
+    engine = open_database(url)
+    res = analyze_run(engine, Recorder(engine), rid, ["cv"])
+    assert res["cv_cycles"] == 3
+    cv = _rows(url, rid, "cv")
+    assert float(cv["cycle01_ox_peak_I_mA"][0]) > 0 > float(cv["cycle01_red_peak_I_mA"][0])
+
+
+def _has_data(fig: Figure) -> bool:
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if len(line.get_xdata()) > 1:
+                return True
+        for coll in ax.collections:
+            if isinstance(coll, Collection) and np.asarray(coll.get_array()).size > 1:
+                return True
+    return False
+
+
+@pytest.mark.parametrize("kind,which", [
+    ("voltage", "quick"), ("nyquist", "insitu"), ("bode", "insitu"), ("drt", "insitu"),
+    ("drt-map", "insitu"), ("ccd", "ccd"), ("stripping", "strip"), ("cv", "cv"),
+])
+def test_every_plot_kind_renders_data(runs: dict[str, tuple[str, int]], tmp_path: Path,
+                                      kind: str, which: str) -> None:
+    import matplotlib.pyplot as plt
+
+    url, rid = runs[which]
+    engine = open_database(url)
+    fig = figure_for(engine, rid, kind)
+    try:
+        assert _has_data(fig)
+        if kind == "drt-map":
+            mesh = fig.axes[0].collections[0]
+            assert np.asarray(mesh.get_array()).size >= 5 * 300  # 5 spectra × τ grid
+        if kind == "stripping":  # Fig. 1e background: liquid window + two-phase region
+            assert len(fig.axes[0].patches) >= 2
+    finally:
+        plt.close(fig)
+    path = plot_run(engine, rid, kind, tmp_path / f"{kind}.png")
+    assert path.stat().st_size > 10_000
+    assert set(PLOT_KINDS) >= {kind}
+
+
+def test_plot_without_data_is_a_user_error(runs: dict[str, tuple[str, int]],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    url, rid = runs["quick"]
+    with pytest.raises(PlotError):
+        figure_for(open_database(url), rid, "cv")
+    with pytest.raises(SystemExit) as exc:
+        main(["plot", str(rid), "--kind", "cv", "--db", url])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "bdf"])
+def test_export_round_trips_point_count(runs: dict[str, tuple[str, int]], tmp_path: Path,
+                                        fmt: str) -> None:
+    url, rid = runs["quick"]
+    n = len(run_points(open_database(url), rid)["t_s"])
+    assert n > 100
+    out = tmp_path / f"run.{fmt}"
+    main(["export", str(rid), "--format", fmt, "-o", str(out), "--db", url])  # no exit on success
+    if fmt == "parquet":
+        table = pq.read_table(out)
+        assert table.num_rows == n
+        np.testing.assert_array_equal(table.column("t_s").to_numpy(),
+                                      run_points(open_database(url), rid)["t_s"])
+    else:
+        with out.open() as f:
+            rows = list(csv.reader(f))
+        assert len(rows) - 1 == n
+        assert rows[0][0] == ("t_s" if fmt == "csv" else "Test Time / s")
