@@ -436,7 +436,14 @@ def main(argv: list[str] | None = None) -> None:
     from labctl.recording.database import DatabaseError
 
     try:
-        app(args=argv, standalone_mode=False, prog_name="labctl")
+        # Without standalone mode, typer returns exit codes (typer.Exit, Ctrl-C -> 130) instead
+        # of raising them; turn them into the process's exit status.
+        code = app(args=argv, standalone_mode=False, prog_name="labctl")
+        if code == 130:
+            err.print("labctl: interrupted (Ctrl-C); channels were switched off and the runs "
+                      "recorded as aborted")
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

@@ -175,9 +175,6 @@ def test_sigint_to_labctl_run_mid_step_records_an_aborted_run(sigint_run: Interr
     assert get_run(engine, 1).end_reason == "interrupted (Ctrl-C)"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "labctl.cli.main ignores the exit code typer>=0.29 returns with standalone_mode=False "
-    "(KeyboardInterrupt -> Exit(130) -> returned, not raised), so the process exits 0 silently"))
 def test_sigint_to_labctl_run_exits_130_with_one_line(sigint_run: Interrupted) -> None:
     assert sigint_run.returncode == 130, sigint_run.stderr
     assert "interrupted" in sigint_run.stderr
