@@ -77,7 +77,8 @@ def run(
     live = LiveProgress(out, enabled=not as_json and out.is_terminal)
     with live:
         result = launch(protocol, list(cell), sim=sim, db_url=db, operator=operator, seed=seed,
-                        on_progress=live.update, on_start=live.start)
+                        on_progress=live.update, on_start=live.start,
+                        on_plan=live.set_estimate)
     runs = [
         {"run_id": o.run_id, "status": o.status, "end_reason": o.end_reason,
          "results": result.results.get(o.run_id, {})}

@@ -21,7 +21,7 @@ from drivers.sim.faults import FaultPlan
 from labctl.engine.channel import ChannelContext
 from labctl.engine.runner import RunOutcome, run_protocol
 from labctl.engine.scheduler import Scheduler
-from labctl.protocol import ProtocolError, load_and_resolve
+from labctl.protocol import ProtocolError, load_and_resolve, plan, plan_total
 from labctl.protocol.cell import CellSpec
 from labctl.protocol.loader import ProtocolDocument
 from labctl.protocol.resolved import ResolvedProtocol
@@ -76,8 +76,11 @@ def launch(
     faults: FaultPlan | None = None,
     on_progress: Callable[[int, dict[str, Any]], None] | None = None,
     on_start: Callable[[list[int], Engine], None] | None = None,
+    on_plan: Callable[[float], None] | None = None,
 ) -> LaunchResult:
     prepared = prepare(protocol_path, cell_paths)
+    if on_plan is not None:
+        on_plan(plan_total(plan(prepared.protocols[0])).duration_s)
     engine = open_database(db_url)
     if not sim:
         raise LaunchError(

@@ -22,6 +22,7 @@ class LiveProgress:
         self.console = console
         self.enabled = enabled
         self.state: dict[int, dict[str, Any]] = {}
+        self.estimated_s: float | None = None  # from the plan; adaptive steps make it a guess
         self._live: Live | None = None
         self._last = 0.0
 
@@ -43,6 +44,9 @@ class LiveProgress:
         if self.enabled:
             self.console.print(f"runs {', '.join(map(str, run_ids))} started")
 
+    def set_estimate(self, seconds: float) -> None:
+        self.estimated_s = seconds
+
     def update(self, run_id: int, info: dict[str, Any]) -> None:
         self.state[run_id] = info
         now = time.monotonic()
@@ -51,12 +55,17 @@ class LiveProgress:
             self._live.update(self._table(), refresh=True)
 
     def _table(self) -> Table:
-        t = Table("run", "run time", "E (V)", "I (mA)", "Q (mAh)")
+        t = Table("run", "step", "elapsed", "estimated", "E (V)", "I (mA)", "Q (mAh)")
+        est = "?" if self.estimated_s is None else _hms(self.estimated_s)
         for rid, s in self.state.items():
             if not s:
-                t.add_row(str(rid), "", "", "", "")
+                t.add_row(str(rid), "", "", est, "", "", "")
                 continue
-            h, rem = divmod(int(s["t_s"]), 3600)
-            t.add_row(str(rid), f"{h}h{rem // 60:02d}m{rem % 60:02d}s", f"{s['E_V']:.4f}",
+            t.add_row(str(rid), s.get("step", ""), _hms(s["t_s"]), est, f"{s['E_V']:.4f}",
                       f"{s['I_mA']:.4f}", f"{s['Q_mAh']:.5f}")
         return t
+
+
+def _hms(seconds: float) -> str:
+    h, rem = divmod(int(seconds), 3600)
+    return f"{h}h{rem // 60:02d}m{rem % 60:02d}s"

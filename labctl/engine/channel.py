@@ -73,6 +73,7 @@ class ChannelContext:
     poll_interval_s: float = 1.0
     step_counter: int = 0
     paused: bool = False
+    step_name: str = ""  # the innermost running step, for progress displays
     results: dict[str, float | str | None] = field(default_factory=dict)
     on_progress: Callable[[dict[str, Any]], None] | None = None
 
@@ -262,7 +263,8 @@ def _record(
         last_E = float(pts.E_V[-1])
         n_points += len(pts)
         if ctx.on_progress is not None:
-            ctx.on_progress({"t_s": float(pts.t_s[-1] + t_offset), "E_V": last_E,
+            ctx.on_progress({"step": ctx.step_name, "t_s": float(pts.t_s[-1] + t_offset),
+                             "E_V": last_E,
                              "I_mA": float(I_mA[-1]), "Q_mAh": q_mAh})
     if reading.impedance:
         ctx.recorder.add_eis(step_id, (_eis_row(p, t_offset) for p in reading.impedance))

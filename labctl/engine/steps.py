@@ -85,6 +85,7 @@ class StepRunner:
             params if params is not None else _params(step), ctx.run_time(), parent_id,
         )
         self.open_steps.append(step_id)
+        ctx.step_name = name or step.name
         return step_id
 
     def _close(self, step_id: int, outcome: SegmentOutcome | StepOutcome) -> None:
