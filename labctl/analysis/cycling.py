@@ -4,9 +4,8 @@ The plateau overpotential of a half-cycle is the median |E − E_ocv| over its s
 (echem.md §1.4: the first half contains the ohmic jump and the transient); E_ocv is the last
 open-circuit potential before it, because a NaK-vs-Na half cell rests at +7–13 mV, not 0.
 Shorts are flagged with the same thresholds the live detectors use, applied after the fact,
-so a run recorded without
-detectors (or imported) is screened too: a hard short is a plateau below
-max(2 mV, 0.3·|j|·ASR_ref); a soft short is an ASR falling below half the previous
+so a run recorded without detectors (or imported) is screened too: a hard short is a plateau
+below max(2 mV, 0.3·|j|·ASR_ref); a soft short is an ASR falling below half the previous
 half-cycle's. Detector events already recorded for the run are reported as well.
 """
 
