@@ -49,7 +49,14 @@ NAK_CALIBRATION: dict[float, tuple[float, float, float, float]] = {
     80.0: (48.0, 0.55, 60.0, 0.96),
 }
 
-DEFAULT_NAK_LOADING_MG_CM2: float = 8.0
+#: NaK loading used when a cell gives no alloy mass. The paper's only loading statement is "5 mL"
+#: of NaK per 6 mm carbon-cloth disk, physically 5 µL (the µ lost in typesetting; 5 mL would not
+#: fit in a 6 mm cloth, and its Fig. 4 discussion says the cloth was not even saturated):
+#: 5 µL × ~0.87 g/cm³ ≈ 4.35 mg on 0.283 cm² ≈ 15.4 mg/cm². echem.md §4.2 calibrated at
+#: 8 mg/cm², a placeholder [practice] value; the per-gram calibration (utilisation u) carries over
+#: because composition, de-wetting and blocking depend on q/m only (critical capacities at
+#: 15.4 mg/cm² are within 1 % of those at 8 mg/cm²), while areal capacities scale with loading.
+DEFAULT_NAK_LOADING_MG_CM2: float = 15.4
 
 
 def na_metal_defaults(pressure_MPa: float) -> tuple[float, float, float]:
@@ -57,8 +64,11 @@ def na_metal_defaults(pressure_MPa: float) -> tuple[float, float, float]:
 
     R_int0 = 4 + 12/P (creep closes asperities), j_c = 1.039 + 0.2111 P (linear in P, as the
     Na/β″-alumina void data of Spencer Jolly 2020 suggest), τ_close = 600 s / P. Calibrated so the
-    failed CCD step is 1.3 / 2.1 / 3.2 mA/cm² at 1 / 5 / 10 MPa. Pressure is floored at 0.05 MPa
-    because the 1/P laws are fits over 1–10 MPa, not statements about a free-standing cell.
+    failed CCD step is 1.3 / 3.2 mA/cm² at 1 / 10 MPa (the paper's values); in between the
+    line gives 1.5 at 2 MPa and 2.2 at 5 MPa through the engine (j_c = 2.09 sits right at the
+    2.1 step, whose overshoot is too small to fail within a 0.1 mAh/cm² half-cycle). Pressure is
+    floored at 0.05 MPa because the 1/P laws are fits over 1–10 MPa, not statements about a
+    free-standing cell.
     """
     p = max(pressure_MPa, 0.05)
     return 4.0 + 12.0 / p, 1.039 + 0.2111 * p, 600.0 / p
@@ -85,7 +95,7 @@ class CellParameters:
     area_cm2: float = 0.5
     anode_material: str = "NaK"  # working electrode (1): "Na" or "NaK"
     k_wt_pct: float | None = 65.0
-    alloy_mass_mg: float | None = None  # per NaK electrode; default 8 mg/cm² × area
+    alloy_mass_mg: float | None = None  # per NaK electrode; default 15.4 mg/cm² × area
     counter: str = "Na"  # counter electrode (2): "Na" or "NaK"
     counter_k_wt_pct: float | None = None
     counter_alloy_mass_mg: float | None = None
@@ -756,7 +766,7 @@ def make_cell(
     """Build the twin for a cell description; picks the named class for known pairings.
 
     Material names are matched case-insensitively ("na", "NaK", "nak"); `alloy_mass_mg` applies
-    to every NaK electrode (None = 8 mg/cm² × area).
+    to every NaK electrode (None = DEFAULT_NAK_LOADING_MG_CM2 × area).
     """
 
     def norm(m: str) -> str:

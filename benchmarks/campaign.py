@@ -1,0 +1,111 @@
+"""Benchmark: a 16-hour, 4-cell simulated campaign through `labctl.launch`, against raw SQLite.
+
+The campaign (benchmarks/campaign.yaml: pressure, rest, EIS, CCD-style ramp with EIS after each
+step, then 10 h of cycling with EIS) runs the Na and NaK50/65/80 symmetric cells of
+examples/paper/cells concurrently on one simulated bench, recording everything into a fresh
+SQLite file. The yardstick is the cost of just *storing* the same data: a raw `sqlite3`
+`executemany` of as many rows of the same shape, in WAL mode and in batches the size of the
+recorder's buffer. The ratio says how much the simulation + engine cost on top of the
+unavoidable write; labctl's goal is <= 3, so that simulated campaigns (tests, protocol
+rehearsals) stay a few seconds long.
+
+Run:  /work/venv/bin/python benchmarks/campaign.py [--profile]
+The last line is `campaign/raw-sqlite = X.XX (goal <= 3)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+from labctl.launch import launch
+from labctl.recording.recorder import Recorder
+
+ROOT = Path(__file__).resolve().parents[1]
+PROTOCOL = ROOT / "benchmarks" / "campaign.yaml"
+CELLS = [ROOT / "examples" / "paper" / "cells" / f"{c}_10MPa.yaml"
+         for c in ("na_sym", "nak50_sym", "nak65_sym", "nak80_sym")]
+BATCH = Recorder.__init__.__defaults__[-1]  # type: ignore[index]  # the recorder's max_buffer_rows
+
+
+def run_campaign(db_path: Path, profile: bool) -> tuple[float, int, int, float]:
+    """Run the campaign; return (wall s, point rows, eis rows, simulated hours)."""
+    url = f"sqlite:///{db_path}"
+    prof = cProfile.Profile() if profile else None
+    t0 = time.perf_counter()
+    if prof:
+        prof.enable()
+    launch(PROTOCOL, CELLS, sim=True, db_url=url)
+    if prof:
+        prof.disable()
+    wall = time.perf_counter() - t0
+    if prof:
+        pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+    eng = create_engine(url)
+    with eng.connect() as c:
+        points = int(c.execute(text("SELECT count(*) FROM point")).scalar_one())
+        eis = int(c.execute(text("SELECT count(*) FROM eis_point")).scalar_one())
+        t_max = float(c.execute(text("SELECT max(t_s) FROM point")).scalar_one())
+    eng.dispose()
+    return wall, points, eis, t_max / 3600.0
+
+
+def raw_sqlite(db_path: Path, n_points: int, n_eis: int) -> float:
+    """Time writing the same number of rows of the same shape with bare sqlite3."""
+    con = sqlite3.connect(db_path)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    con.execute("CREATE TABLE point (id INTEGER PRIMARY KEY, step_id INTEGER NOT NULL, "
+                "t_s FLOAT NOT NULL, E_V FLOAT NOT NULL, I_mA FLOAT NOT NULL, "
+                "Q_mAh FLOAT NOT NULL, P_MPa FLOAT)")
+    con.execute("CREATE INDEX ix_point_step_id ON point (step_id)")
+    con.execute("CREATE TABLE eis_point (id INTEGER PRIMARY KEY, step_id INTEGER NOT NULL, "
+                "t_s FLOAT NOT NULL, frequency_Hz FLOAT NOT NULL, Z_re_ohm FLOAT NOT NULL, "
+                "Z_im_ohm FLOAT NOT NULL, Z_mod_ohm FLOAT NOT NULL, phase_deg FLOAT NOT NULL, "
+                "E_V FLOAT, I_mA FLOAT)")
+    con.execute("CREATE INDEX ix_eis_point_step_id ON eis_point (step_id)")
+    con.commit()
+    rnd = random.Random(0)
+    points = [(1 + i // 1800, float(i), rnd.random(), 0.1, rnd.random(), 10.0)
+              for i in range(n_points)]
+    eis = [(1 + i // 69, float(i), 1e3, rnd.random(), -rnd.random(), 1.0, -10.0, 0.0, 0.0)
+           for i in range(n_eis)]
+    t0 = time.perf_counter()
+    for k in range(0, n_points, BATCH):
+        con.executemany("INSERT INTO point (step_id, t_s, E_V, I_mA, Q_mAh, P_MPa) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", points[k:k + BATCH])
+        con.commit()
+    for k in range(0, n_eis, BATCH):
+        con.executemany("INSERT INTO eis_point (step_id, t_s, frequency_Hz, Z_re_ohm, Z_im_ohm, "
+                        "Z_mod_ohm, phase_deg, E_V, I_mA) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        eis[k:k + BATCH])
+        con.commit()
+    wall = time.perf_counter() - t0
+    con.close()
+    return wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", action="store_true", help="cProfile the campaign (to stderr)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        wall, points, eis, hours = run_campaign(Path(tmp) / "campaign.db", args.profile)
+        print(f"campaign: {len(CELLS)} cells, {hours:.1f} simulated h, wall {wall:.2f} s")
+        print(f"rows written: {points} points + {eis} eis = {points + eis}")
+        raw = raw_sqlite(Path(tmp) / "raw.db", points, eis)
+        print(f"raw sqlite3 executemany (WAL, batches of {BATCH}): {raw:.3f} s")
+    print(f"campaign/raw-sqlite = {wall / raw:.2f} (goal <= 3)")
+
+
+if __name__ == "__main__":
+    main()
