@@ -305,21 +305,24 @@ def _run_engine(db: str | None, run_id: int) -> Any:
 def analyze(
     run_id: Annotated[int, typer.Argument(metavar="RUN")],
     only: Annotated[list[str] | None, typer.Option("--only", help="Run only this analysis "
-                                                   "(repeatable); default: all registered.")]
+                                                   "(repeatable); default: those whose steps "
+                                                   "the run has.")]
     = None,
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """(Re)compute a run's analyses from its recorded data and store the results."""
+    from labctl.analysis.products import applicable
     from labctl.analysis.runner import ANALYSES, analyze_run
     from labctl.recording.recorder import Recorder
 
-    names = list(only) if only else list(ANALYSES)
+    names = list(only or [])
     unknown = [n for n in names if n not in ANALYSES]
     if unknown:
         raise UserError(f"unknown analysis {unknown[0]!r}; expected one of "
                         f"{', '.join(sorted(ANALYSES))}")
     engine = _run_engine(db, run_id)
+    names = names or applicable(engine, run_id)
     results = analyze_run(engine, Recorder(engine), run_id, names)
     if as_json:
         _json({"run_id": run_id, "analyses": names, "results": results})

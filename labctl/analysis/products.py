@@ -221,3 +221,30 @@ def analyze_cycling(engine: Engine, recorder: Recorder, run_id: int) -> Results:
          "", None),
     ]
     return _store(recorder, run_id, "cycling", cycling.VERSION, rows)
+
+
+def applicable(engine: Engine, run_id: int) -> list[str]:
+    """Analyses whose input the run has, for `labctl analyze RUN` without --only.
+
+    Running every registered analysis blindly would, e.g., report a "critical stripping
+    capacity" for a CCD half-cycle; each analysis is picked only when its steps are present.
+    """
+    ctx = _ctx(engine, run_id)
+    kinds = {s.kind for s in ctx.steps if s.n_points or s.n_eis or s.kind == "ccd_ramp"}
+    names = []
+    if "ccd_ramp" in kinds:
+        names.append("ccd")
+    if any(s.n_eis >= 3 for s in ctx.steps):
+        names += ["drt", "circuit"]
+    if "cv" in kinds:
+        names.append("cv")
+    if "galvanostatic" in kinds and "ccd_ramp" not in kinds:
+        nak = ctx.anode_material == "NaK" and ctx.alloy_mass_mg
+        names.append("critical_stripping" if nak and _single_strip(ctx) else "cycling")
+    return names
+
+
+def _single_strip(ctx: RunContext) -> bool:
+    """A critical-stripping run strips without plating in between (no negative current)."""
+    return not any(float(s.params.get("current_mA") or 0.0) < 0 for s in ctx.steps
+                   if s.kind == "galvanostatic")

@@ -184,3 +184,20 @@ def test_export_round_trips_point_count(runs: dict[str, tuple[str, int]], tmp_pa
             rows = list(csv.reader(f))
         assert len(rows) - 1 == n
         assert rows[0][0] == ("t_s" if fmt == "csv" else "Test Time / s")
+
+
+def test_cli_analyze_picks_applicable_analyses(runs: dict[str, tuple[str, int]],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    url, rid = runs["strip"]
+    capsys.readouterr()
+    main(["analyze", str(rid), "--db", url, "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["analyses"] == ["drt", "circuit", "critical_stripping"]
+    assert out["results"]["critical_capacity_mAh_g"] > 200
+    main(["analyze", str(rid), "--only", "drt", "--db", url, "--json"])
+    assert json.loads(capsys.readouterr().out)["analyses"] == ["drt"]
+    with pytest.raises(SystemExit) as exc:
+        main(["analyze", "999", "--db", url])
+    assert exc.value.code == 2
