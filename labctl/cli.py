@@ -62,6 +62,9 @@ def run(
     cell: Annotated[list[Path], typer.Option("--cell", help="Cell description YAML (repeat "
                                                             "for several channels).")],
     sim: Annotated[bool, typer.Option("--sim", help="Run on the simulated bench.")] = False,
+    station: Annotated[Path | None, typer.Option(
+        "--station", help="Station file naming the real instruments (see labctl.station_file)."
+    )] = None,
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     operator: Annotated[str | None, typer.Option(help="Who is running this.")] = None,
@@ -71,12 +74,16 @@ def run(
     from labctl.launch import launch
     from labctl.progress import LiveProgress
 
-    for path in [protocol, *cell]:
+    if sim == (station is not None):
+        raise UserError("say where to run: --sim for the simulated bench, or --station FILE "
+                        "naming the real instruments (not both)")
+    for path in [protocol, *cell, *([station] if station else [])]:
         if not path.is_file():
             raise UserError(f"{path}: no such file")
     live = LiveProgress(out, enabled=not as_json and out.is_terminal)
     with live:
-        result = launch(protocol, list(cell), sim=sim, db_url=db, operator=operator, seed=seed,
+        result = launch(protocol, list(cell), sim=sim, station_path=station, db_url=db,
+                        operator=operator, seed=seed,
                         on_progress=live.update, on_start=live.start,
                         on_plan=live.set_estimate)
     runs = [
@@ -438,6 +445,7 @@ def main(argv: list[str] | None = None) -> None:
     from labctl.launch import LaunchError
     from labctl.protocol import ProtocolError
     from labctl.recording.database import DatabaseError
+    from labctl.station_file import StationError
 
     try:
         # Without standalone mode, typer returns exit codes (typer.Exit, Ctrl-C -> 130) instead
@@ -468,7 +476,7 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         err.print(f"labctl: {exc}", markup=False, soft_wrap=True)
         sys.exit(2)
-    except (DatabaseError, LaunchError, Failure) as exc:
+    except (DatabaseError, LaunchError, StationError, Failure) as exc:
         err.print(f"labctl: {exc}", markup=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:

@@ -28,10 +28,11 @@ from labctl.protocol.resolved import ResolvedProtocol
 from labctl.recording.database import open_database
 from labctl.recording.recorder import Recorder
 from labctl.station import Station, build_sim_station
+from labctl.station_file import connect_station, load_station_spec
 
 
 class LaunchError(RuntimeError):
-    """The run cannot start (e.g. real hardware requested but no station configured)."""
+    """The run cannot start (e.g. neither --sim nor a station file given)."""
 
 
 @dataclass
@@ -70,6 +71,7 @@ def launch(
     cell_paths: list[str | Path],
     *,
     sim: bool,
+    station_path: str | Path | None = None,
     db_url: str | None = None,
     operator: str | None = None,
     seed: int = 0,
@@ -81,14 +83,15 @@ def launch(
     prepared = prepare(protocol_path, cell_paths)
     if on_plan is not None:
         on_plan(plan_total(plan(prepared.protocols[0])).duration_s)
+    if not sim and station_path is None:
+        raise LaunchError("say where to run: --sim for the simulated bench, or --station FILE "
+                          "naming the real instruments")
+    spec = load_station_spec(station_path) if station_path is not None and not sim else None
     engine = open_database(db_url)
-    if not sim:
-        raise LaunchError(
-            "running on real instruments needs a station description, which this version "
-            "does not read yet; use --sim for the simulated bench"
-        )
-    station = build_sim_station(prepared.cells, seed=seed, faults=faults)
+    station = (connect_station(spec, prepared.cells) if spec is not None
+               else build_sim_station(prepared.cells, seed=seed, faults=faults))
     recorder = Recorder(engine)
+    recorder.reconcile_stale_runs()
     contexts = _open_runs(prepared, station, recorder, operator, seed, on_progress)
     if on_start is not None:
         on_start([c.run_id for c in contexts], engine)

@@ -180,6 +180,33 @@ class Recorder:
             )
 
     @_db_retry
+    def reconcile_stale_runs(self, stale_after_s: float = 120.0) -> list[int]:
+        """Runs left 'running' by a process that died (no heartbeat) become 'interrupted'.
+
+        The instruments of such a run were already put into the safe state by whoever starts
+        the next run on them; the run's data up to its last commit is kept.
+        """
+        cutoff = _now() - dt.timedelta(seconds=stale_after_s)
+        with self.engine.begin() as conn:
+            ids = list(conn.scalars(
+                select(m.Run.id).where(m.Run.status.in_(("running", "paused")),
+                                       m.Run.heartbeat_at < cutoff)
+            ))
+            if ids:
+                conn.execute(
+                    update(m.Run).where(m.Run.id.in_(ids)).values(
+                        status="interrupted", ended_at=_now(), control=None,
+                        end_reason="engine stopped without ending the run (crash or power "
+                                   "loss); data kept up to its last commit")
+                )
+                conn.execute(m.Event.__table__.insert(), [
+                    dict(run_id=i, at=_now(), kind="fault", severity="error", data={},
+                         message="run found without heartbeat; marked interrupted")
+                    for i in ids
+                ])
+        return ids
+
+    @_db_retry
     def heartbeat(self, run_id: int) -> str | None:
         """Mark the run alive and return any pending operator request (pause/resume/abort)."""
         with self.engine.begin() as conn:
