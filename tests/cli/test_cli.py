@@ -1,4 +1,4 @@
-"""The command line, end to end, as an operator uses it (real `labctl` processes, real databases)."""
+"""The command line end to end, as an operator uses it: real `labctl` processes, real DBs."""
 
 from __future__ import annotations
 
