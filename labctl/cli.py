@@ -161,7 +161,7 @@ def show(
                       f"{s.t_start_s:.0f}", "" if s.t_end_s is None else f"{s.t_end_s:.0f}",
                       str(s.n_points), str(s.n_eis))
     out.print(table)
-    events = [e for e in run_events(engine, run_id) if e.kind != "operator" or True]
+    events = run_events(engine, run_id)
     if events:
         out.print("events:")
         for e in events:

@@ -21,7 +21,7 @@ from drivers.sim.faults import FaultPlan
 from labctl.engine.channel import ChannelContext
 from labctl.engine.runner import RunOutcome, run_protocol
 from labctl.engine.scheduler import Scheduler
-from labctl.protocol import ProtocolError, load_and_resolve, plan, plan_total
+from labctl.protocol import LocatedError, ProtocolError, load_and_resolve, plan, plan_total
 from labctl.protocol.cell import CellSpec
 from labctl.protocol.loader import ProtocolDocument
 from labctl.protocol.resolved import ResolvedProtocol
@@ -50,20 +50,20 @@ class LaunchResult:
 
 def prepare(protocol_path: str | Path, cell_paths: list[str | Path]) -> Prepared:
     """Validate and resolve the protocol against every cell; ProtocolError lists every problem."""
-    errors = []
-    prepared = Prepared(None, [], [])  # type: ignore[arg-type]
+    errors: list[LocatedError] = []
+    loaded = []
     for p in cell_paths:
         try:
-            resolved, doc, cell = load_and_resolve(protocol_path, p)
+            loaded.append(load_and_resolve(protocol_path, p))
         except ProtocolError as exc:
             errors.extend(e for e in exc.errors if e not in errors)
-            continue
-        prepared.document = doc
-        prepared.cells.append(cell)
-        prepared.protocols.append(resolved)
     if errors:
         raise ProtocolError(errors)
-    return prepared
+    return Prepared(
+        document=loaded[0][1],
+        cells=[cell for _, _, cell in loaded],
+        protocols=[resolved for resolved, _, _ in loaded],
+    )
 
 
 def launch(
