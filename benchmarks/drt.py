@@ -5,7 +5,7 @@ NASICON-like cell (R∞, 0.1 µH, grain-boundary, SnO2 and interface ZARCs) with
 noise. The baseline implements the same maths (echem.md §3.1) the obvious way per
 call: quadrature matrices, eigh factor of λM, NNLS on the stacked system. A second
 baseline reuses cached matrices so the solver gain and the caching gain can be told
-apart. Run: /work/venv/bin/python benchmarks/drt.py
+apart. Run: python benchmarks/drt.py
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The goal (issue 3) is wall/simulated < 0.01, i.e. a 12 h protocol replays in under 7 minutes,
 so that long protocols can be checked on the digital twin before they occupy a real channel.
-Run: /work/venv/bin/python benchmarks/virtual_time.py
+Run: python benchmarks/virtual_time.py
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ protocols and the cell files in examples/paper, the engine's detectors and analy
 database. Nothing calls the cell model directly, so a mismatch here means the engine, the
 protocols or the twin's calibration disagree with the paper.
 
-    /work/venv/bin/python examples/paper/reproduce.py [--db-dir DIR]
+    python examples/paper/reproduce.py [--db-dir DIR]
 
 prints a table of labctl's values beside the paper's. tests/paper/test_reproduction.py imports
 the functions below.

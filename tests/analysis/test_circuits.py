@@ -1,6 +1,6 @@
 """Equivalent-circuit model and fitter, cross-checked against impedance.py 1.7.1.
 
-The data file /work/shared/data/eis/exampleData.csv is impedance.py's own example
+The data file tests/data/eis/exampleData.csv is impedance.py's own example
 spectrum (``impedance/data/exampleData.csv`` in the impedance.py repository, used in its
 "Getting started" tutorial together with the circuit 'R0-p(R1,C1)-p(R2-Wo1,C2)' and the
 initial guess [.01, .01, 100, .01, .05, 100, 1]). impedance.py is a test-only dependency.
@@ -19,7 +19,7 @@ import pytest
 
 from labctl.analysis.circuits import Circuit, fit_circuit, zarc
 
-DATA = Path("/work/shared/data/eis/exampleData.csv")
+DATA = Path(__file__).resolve().parents[1] / "data" / "eis" / "exampleData.csv"
 TUTORIAL = "R0-p(R1,C1)-p(R2-Wo1,C2)"
 TUTORIAL_GUESS = [0.01, 0.01, 100, 0.01, 0.05, 100, 1]
 PAPER = "L0-R0-p(R1,CPE1)-p(R2,CPE2)-p(R3,CPE3)"  # Wu 2025 Fig. 2b: R_GB, R_SnO2, R_int

@@ -1,6 +1,6 @@
 """EC-Lab importer against real files.
 
-Sample files (see /work/shared/data/README.md): the three .mpr come from navani
+Sample files (see tests/data/README.md): the three .mpr come from navani
 (be-smith/navani, Example_data, MIT); exampleDataBioLogic.mpt from impedance.py
 (ECSHackWeek/impedance.py, data/, MIT).
 """
@@ -15,13 +15,12 @@ from galvani import BioLogic
 
 from labctl.importers import ImportFormatError, read_eclab, read_mpr, read_mpt
 
-DATA = Path("/work/shared/data/eclab")
+DATA = Path(__file__).resolve().parents[1] / "data" / "eclab"
 GCPL = DATA / "jdb11-1_c3_gcpl_5cycles_2V-3p8V_C-24_data_C09.mpr"
 MB = DATA / "00_test_04_MB_C01.mpr"
 OCV = DATA / "00_test_01_OCV_C01.mpr"
 PEIS = DATA / "exampleDataBioLogic.mpt"
 
-pytestmark = pytest.mark.skipif(not DATA.exists(), reason="shared sample data not mounted")
 
 
 def _raw(path: Path) -> np.ndarray:

@@ -20,11 +20,10 @@ from labctl.recording.database import open_database
 from labctl.recording.queries import get_run, run_steps, step_points, step_spectrum
 from labctl.recording.reads_analysis import protocol_text, run_context, run_results_rows
 
-DATA = Path("/work/shared/data/eclab")
+DATA = Path(__file__).resolve().parents[1] / "data" / "eclab"
 CELL = Path(__file__).resolve().parents[2] / "examples/cells/na_symmetric.yaml"
-FILES = sorted(DATA.glob("*.mp[rt]")) if DATA.exists() else []
+FILES = sorted(DATA.glob("*.mp[rt]"))
 
-pytestmark = pytest.mark.skipif(not FILES, reason="shared sample data not mounted")
 
 
 def _import(path: Path, url: str, capsys: pytest.CaptureFixture[str], *extra: str) -> dict:
