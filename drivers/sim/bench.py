@@ -8,12 +8,14 @@ Cells get potentiostat channels in order: two per simulated SP-300, one frame ea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from drivers.clock import Clock, VirtualClock
 from drivers.sim.cell_model import CellModel
 from drivers.sim.faults import FaultPlan
+from drivers.sim.landt import SimulatedLandt
 from drivers.sim.potentiostat import SimulatedChannel, SimulatedSP300
 from drivers.sim.pressure import SimulatedPressureFrame
 
@@ -41,6 +43,7 @@ class SimulatedBench:
         self.rng = np.random.default_rng(seed)
         self.potentiostats: list[SimulatedSP300] = []
         self.slots: list[BenchSlot] = []
+        self.testers: list[SimulatedLandt] = []
 
     def add_cell(self, name: str, cell: CellModel, pressure_MPa: float | None = None) -> BenchSlot:
         k = len(self.slots)
@@ -66,6 +69,16 @@ class SimulatedBench:
         slot = BenchSlot(name, cell, sp, channel, frame)
         self.slots.append(slot)
         return slot
+
+    def add_landt(self, folder: Path, **options: object) -> SimulatedLandt:
+        """A simulated LANDT tester on this bench's clock, exporting into `folder`.
+
+        Cells go on its channels with `SimulatedLandt.start_channel`; a `drivers.landt.
+        LandtTester` following the same folder then sees what a real LANDdt export would show.
+        """
+        landt = SimulatedLandt(folder, self.clock, **options)  # type: ignore[arg-type]
+        self.testers.append(landt)
+        return landt
 
     def apply_due_faults(self) -> None:
         """Apply cell-level faults (shorts, pressure loss) whose time has come."""
