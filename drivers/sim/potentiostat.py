@@ -7,6 +7,12 @@ instrument would have stopped there), and returns the points it "buffered" meanw
 
 Faults (`drivers.sim.faults`) make it disconnect, time out or return DLL error codes, so the
 engine's safe-state paths are exercised by the tests.
+
+Recording: points are taken every `Recording.every_dt_s`, the cell being integrated at that
+step. The real instrument's *extra* dE-triggered records (a point as soon as E moved by dE
+between two dt records) are not reproduced: the twin would have to integrate finer than the
+record interval to know when E crossed, which costs more than the ~0.3 % of extra rows it would
+add (echem.md §5). CV records every dE by construction (potential steps of dE).
 """
 
 from __future__ import annotations
