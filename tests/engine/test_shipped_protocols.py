@@ -22,10 +22,9 @@ SHIPPED = [
     ("critical_stripping.yaml", "nak65_half.yaml"),
     ("insitu_eis.yaml", "nak65_half.yaml"),
     ("cycling.yaml", "na_symmetric.yaml"),
-    pytest.param("cv.yaml", "nak65_half.yaml", marks=pytest.mark.xfail(strict=True, reason=(
-        "the NaK twin (drivers/sim/cells.py) forms a filament on the first cathodic sweep "
-        "near -0.17 V on every shipped cell; ~160 mA then flows and the 20 mA/cm^2 I_max "
-        "limit stops the CV, as it should"))),
+    ("cv.yaml", "nak50_half.yaml"),
+    ("cv.yaml", "nak65_half.yaml"),
+    ("cv.yaml", "nak80_half.yaml"),
 ]
 
 

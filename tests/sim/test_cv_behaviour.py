@@ -1,4 +1,4 @@
-"""Acceptance test: the shipped 10-cycle CV (protocols/cv.yaml) against Wu et al. 2025 Fig. 6/S8.
+"""Acceptance test: the paper's 10-cycle CV (examples/paper/fig6_cv.yaml) against Fig. 6/S8.
 
 Runs through the real engine (`labctl.launch.launch`, simulated bench, sqlite) on NaK50/65/80
 half cells and a Na|Na cell, then checks the paper's CV features on the recorded points:
@@ -29,10 +29,10 @@ from labctl.recording.database import open_database
 from labctl.recording.queries import run_steps, step_points
 
 REPO = Path(__file__).resolve().parents[2]
-CV = REPO / "protocols" / "cv.yaml"
+CV = REPO / "examples" / "paper" / "fig6_cv.yaml"
 CELLS = REPO / "examples" / "cells"
 ALLOYS = ("nak50", "nak65", "nak80")
-#: cv.yaml's waveform (E_start 0 V, vertices ±0.5 V, 10 mV/s); re-read here so a changed
+#: fig6_cv.yaml's waveform (E_start 0 V, vertices ±0.5 V, 10 mV/s); re-read here so a changed
 #: protocol window shows up as a test edit, not a silent reinterpretation.
 E_START, VERTICES, RATE = 0.0, [0.5, -0.5], 0.01
 
