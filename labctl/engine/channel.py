@@ -195,8 +195,9 @@ def run_technique(
             if ctx.paused:
                 ctx.safe_state("paused by operator", step_id)
                 reading = ch.poll()  # collect what was buffered before the stop
-                q_mAh, last_t, last_E, n_points = _record(
-                    ctx, step_id, reading, t_off, q_mAh, last_t, last_E, n_points)
+                q_mAh, last_t, last_E, n_points, _ = _record(
+                    ctx, step_id, reading, t_off, q_mAh, last_t, last_E, n_points,
+                    ctx.read_pressure())
                 while ctx.paused:
                     yield ctx.clock.now() + ctx.poll_interval_s
                 # `tech` is already what was left after any earlier pause: subtract only what
@@ -212,11 +213,13 @@ def run_technique(
                 ch.start()
                 continue
             reading = ch.poll()
-            q_mAh, last_t, last_E, n_points = _record(
-                ctx, step_id, reading, t_off, q_mAh, last_t, last_E, n_points)
-            pts = reading.points
+            # one pressure reading per poll serves both the recorded points and the limits: a
+            # second read cost a frame query per poll and could disagree with what was stored
             P = ctx.read_pressure()
-            tripped = check_limits(limits, pts.E_V, pts.I_A * 1e3, q_mAh, P)
+            q_mAh, last_t, last_E, n_points, I_mA = _record(
+                ctx, step_id, reading, t_off, q_mAh, last_t, last_E, n_points, P)
+            pts = reading.points
+            tripped = check_limits(limits, pts.E_V, I_mA, q_mAh, P)
             if tripped:
                 ctx.safe_state(tripped, step_id)
                 ctx.recorder.event(ctx.run_id, "limit", tripped, step_id=step_id,
@@ -248,28 +251,34 @@ def run_technique(
 
 def _record(
     ctx: ChannelContext, step_id: int, reading: ChannelReading, t_offset: float,
-    q_mAh: float, last_t: float, last_E: float | None, n_points: int,
-) -> tuple[float, float, float | None, int]:
-    """Record a poll's points (charge integrated) and spectra; return the running totals."""
+    q_mAh: float, last_t: float, last_E: float | None, n_points: int, P_MPa: float | None,
+) -> tuple[float, float, float | None, int, np.ndarray]:
+    """Record a poll's points (charge integrated) and spectra; return the running totals.
+
+    `P_MPa` is the frame pressure read once for this poll. The poll's currents in mA are
+    returned too, so the limit check does not convert them again.
+    """
     pts = reading.points
+    I_mA = pts.I_A * 1e3
     if len(pts):
-        I_mA = pts.I_A * 1e3
-        dt = np.diff(pts.t_s, prepend=last_t)
+        t = pts.t_s
+        dt = np.empty_like(t)  # np.diff(t, prepend=last_t) without its per-call overhead
+        dt[0] = t[0] - last_t
+        np.subtract(t[1:], t[:-1], out=dt[1:])
         Q = q_mAh + np.cumsum(I_mA * dt) / 3600.0
-        P = ctx.read_pressure()
-        ctx.recorder.add_points(step_id, pts.t_s + t_offset, pts.E_V, I_mA, Q, P)
+        ctx.recorder.add_points(step_id, t + t_offset, pts.E_V, I_mA, Q, P_MPa)
         q_mAh = float(Q[-1])
-        last_t = float(pts.t_s[-1])
+        last_t = float(t[-1])
         last_E = float(pts.E_V[-1])
         n_points += len(pts)
         if ctx.on_progress is not None:
-            ctx.on_progress({"step": ctx.step_name, "t_s": float(pts.t_s[-1] + t_offset),
+            ctx.on_progress({"step": ctx.step_name, "t_s": float(t[-1] + t_offset),
                              "E_V": last_E,
                              "I_mA": float(I_mA[-1]), "Q_mAh": q_mAh})
     if reading.impedance:
         ctx.recorder.add_eis(step_id, (_eis_row(p, t_offset) for p in reading.impedance))
         n_points += len(reading.impedance)
-    return q_mAh, last_t, last_E, n_points
+    return q_mAh, last_t, last_E, n_points, I_mA
 
 
 def _eis_row(p: Any, t_offset: float) -> dict[str, float | None]:

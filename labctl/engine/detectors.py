@@ -44,6 +44,7 @@ class FailureDetector:
         self._prev: float | None = None
         self._R_ref: float | None = None
         self._R_ref_n = 0  # how many plateau values _R_ref was computed from
+        self._nonfinite = False  # a NaN/inf sample in this segment: per-sample path to its end
 
     @property
     def R_ref(self) -> float | None:
@@ -70,6 +71,7 @@ class FailureDetector:
         self._ma_hist.clear()
         self._spikes = 0
         self._prev = None
+        self._nonfinite = False
 
     def _segment_R(self) -> float | None:
         """This segment's own early resistance, used until R_ref is known."""
@@ -78,14 +80,41 @@ class FailureDetector:
         return float(np.median(self._seg_vals[: 10])) / abs(self._seg_I)
 
     def feed(self, E_V: np.ndarray) -> Trip | None:
-        """Check new samples of the running segment; return the first trip, if any."""
+        """Check new samples of the running segment; return the first trip, if any.
+
+        A poll delivers tens of samples, and a per-sample Python loop over them was the engine's
+        largest cost in long simulated campaigns. So the batch is checked with numpy: every test
+        is evaluated for all samples at once, the earliest sample on which any test fires is
+        found, the state is advanced over the samples before it in bulk, and that sample (and
+        anything after it) goes through the per-sample code, which names the trip and leaves the
+        state exactly as the per-sample loop would. The decisions are the per-sample loop's, to
+        the sample (tests/engine/test_detectors_vectorised.py checks it against a plain loop).
+        """
         if not self.s.enabled or self._seg_I == 0.0:
             return None
         sign = 1.0 if self._seg_I > 0 else -1.0
         I = abs(self._seg_I)
-        for e in E_V.tolist():
+        v = np.asarray(E_V, dtype=float) * sign
+        skip = min(len(v), max(self.s.ignore_first_samples - self._n, 0))
+        if skip:
+            self._n += skip
+            self._prev = float(v[skip - 1])
+            if not np.isfinite(self._prev):
+                self._nonfinite = True
+            v = v[skip:]
+        if len(v) == 0:
+            return None
+        # NaN/inf make Python's max() order-dependent: once one is in the segment's state
+        # (moving averages, previous sample), the rest of the segment takes the per-sample path
+        if not self._nonfinite and not np.isfinite(v).all():
+            self._nonfinite = True
+        k = 0 if self._nonfinite else self._vector_prefix(v, I)
+        return self._feed_scalar(v[k:].tolist(), I) if k < len(v) else None
+
+    def _feed_scalar(self, vals: list[float], I: float) -> Trip | None:
+        """The per-sample path: the reference semantics, used from a batch's first trip on."""
+        for v in vals:
             self._n += 1
-            v = e * sign
             if self._n <= self.s.ignore_first_samples:
                 self._prev = v
                 continue
@@ -96,6 +125,127 @@ class FailureDetector:
             if trip:
                 return trip
         return None
+
+    def _vector_prefix(self, v: np.ndarray, I: float) -> int:
+        """Advance the state over `v` (signed, past the ignored samples) up to its first trip.
+
+        Returns k: samples v[:k] trip nothing and the state now includes them, as if each had
+        gone through `_check_sample`; v[k] (if k < len(v)) is the first sample on which a test
+        fires.
+        """
+        s = self.s
+        L = len(v)
+        c0 = len(self._seg_vals)
+        cnt = c0 + 1 + np.arange(L)  # len(self._seg_vals) once sample j is appended
+        R, valid = self._resistances(v, I, c0)
+        first = L
+
+        def earliest(fires: np.ndarray) -> int:
+            return int(np.argmax(fires)) if fires.any() else L
+
+        run: np.ndarray | None = None
+        if R is not None and s.hard_short_fraction is not None:
+            fIR = s.hard_short_fraction * I * R
+            thr = np.where(fIR > s.hard_short_floor_V, fIR, s.hard_short_floor_V)  # max()
+            below = valid & (v < thr)
+            # run length of `below`, reset where a sample with a resistance is above the
+            # threshold, carried through samples without one (no resistance yet: no test)
+            hits = np.cumsum(below)
+            reset_at = np.maximum.accumulate(np.where(valid & ~below, np.arange(L), -1))
+            run = np.where(reset_at >= 0, hits - hits[np.maximum(reset_at, 0)],
+                           self._short_run + hits)
+            first = min(first, earliest(valid & (run >= s.hard_short_samples)))
+        if s.divergence_V is not None:
+            limit: np.ndarray | float = s.divergence_V
+            if R is not None:
+                aIR = s.divergence_asr_factor * I * R
+                limit = np.where(valid & (aIR < s.divergence_V), aIR, s.divergence_V)  # min()
+            first = min(first, earliest(v > limit))
+        mas: np.ndarray | None = None
+        ma_from = 0
+        if s.sudden_drop_fraction is not None:
+            ext = np.concatenate([np.fromiter(self._ma, float, len(self._ma)), v])
+            ma_from = max(0, 5 - 1 - len(self._ma))  # first j with a full 5-sample window
+            if ma_from < L:
+                a = len(self._ma) + ma_from - 4  # ext index where the first window starts
+                M = L - ma_from
+                # summed oldest first, as sum(deque) / 5 does: the same rounding
+                mas = ((((ext[a:a + M] + ext[a + 1:a + 1 + M]) + ext[a + 2:a + 2 + M])
+                        + ext[a + 3:a + 3 + M]) + ext[a + 4:a + 4 + M]) / 5
+                h0 = len(self._ma_hist)
+                hist = np.concatenate([np.full(10, -np.inf),
+                                       np.fromiter(self._ma_hist, float, h0), mas])
+                # max of the (up to) 10 MA values before each new one
+                hmax = hist[h0:h0 + M].copy()
+                for lag in range(1, 10):
+                    np.maximum(hmax, hist[h0 + lag:h0 + lag + M], out=hmax)
+                runs = (run if run is not None else np.full(L, self._short_run))[ma_from:]
+                drop = ((cnt[ma_from:] > 10) & (h0 + np.arange(len(mas)) > 0) & (runs == 0)
+                        & (mas < (1 - s.sudden_drop_fraction) * hmax))
+                first = min(first, ma_from + earliest(drop))
+        d: np.ndarray | None = None
+        has_prev = self._prev is not None
+        spikes: np.ndarray | None = None
+        if s.noise_sigma is not None:
+            prev = np.empty(L)
+            prev[0] = self._prev if has_prev else np.nan
+            prev[1:] = v[:-1]
+            d = v - prev
+            if self.sigma_ref is not None:
+                spike = d < -s.noise_sigma * self.sigma_ref
+                if not has_prev:
+                    spike[0] = False
+                spikes = self._spikes + np.cumsum(spike)
+                first = min(first, earliest(spike & (spikes >= s.noise_spikes)))
+        k = first
+        if k == 0:
+            return 0
+        # commit v[:k]
+        head = v[:k].tolist()
+        self._n += k
+        self._seg_vals.extend(head)
+        if run is not None:
+            self._short_run = int(run[k - 1])
+        if s.sudden_drop_fraction is not None:
+            self._ma.extend(head)
+            if mas is not None and k > ma_from:
+                self._ma_hist.extend(mas[: k - ma_from].tolist())
+        if d is not None:
+            if spikes is not None:
+                self._spikes = int(spikes[k - 1])
+            else:
+                self.sigma_samples.extend(d[0 if has_prev else 1:k].tolist())
+        self._prev = head[-1]
+        return k
+
+    def _resistances(
+        self, v: np.ndarray, I: float, c0: int
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """The resistance `feed` would use at each sample of `v`, and where there is one.
+
+        R_ref once known (and non-zero, as `R_ref or ...` reads it), else the segment's own
+        early resistance, which needs 3 samples and changes only over the first 10.
+        """
+        L = len(v)
+        R_ref = self.R_ref
+        if R_ref:
+            return np.full(L, R_ref), np.ones(L, dtype=bool)
+        R = np.full(L, np.nan)
+        valid = np.zeros(L, dtype=bool)
+        early = self._seg_vals[:10] + v[: max(0, 10 - c0)].tolist()
+        for j in range(L):
+            n = c0 + 1 + j
+            if n < 3:
+                continue
+            if n > 10 and j > 0 and valid[j - 1] and c0 + j >= 10:
+                R[j:] = R[j - 1]
+                valid[j:] = True
+                break
+            R[j] = float(np.median(early[: min(n, 10)])) / abs(self._seg_I)
+            valid[j] = True
+        if not valid.any():
+            return None, valid
+        return R, valid
 
     def _check_sample(self, v: float, I: float, R: float | None) -> Trip | None:
         s = self.s

@@ -123,32 +123,39 @@ def run_events(engine: Engine, run_id: int) -> list[m.Event]:
                                     .order_by(m.Event.id)).all())
 
 
+def _columns(engine: Engine, table: str, cols: tuple[str, ...], where: str,
+             ids: list[int]) -> dict[str, np.ndarray]:
+    """Numeric columns of `table` as float arrays, read straight from the DBAPI cursor.
+
+    Analyses read every point of a run after it ends; building SQLAlchemy Row objects for
+    hundreds of thousands of rows cost more than the query, so the raw tuples go to numpy
+    directly. NULL becomes NaN, as np.array(..., dtype=float) made it before.
+    """
+    if not ids:
+        return {c: np.empty(0) for c in cols}
+    mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    # quoted: the columns are mixed-case (E_V), which PostgreSQL folds unless quoted
+    select_cols = ", ".join(f'"{c}"' for c in cols)
+    sql = (f"SELECT {select_cols} FROM {table} "
+           f"WHERE {where} IN ({', '.join([mark] * len(ids))}) ORDER BY id")
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(sql, tuple(int(x) for x in ids)).fetchall()
+    if not rows:
+        return {c: np.empty(0) for c in cols}
+    arr = np.array(rows, dtype=float)
+    return {c: arr[:, i] for i, c in enumerate(cols)}
+
+
 def step_points(engine: Engine, step_ids: list[int]) -> dict[str, np.ndarray]:
     """Time series of the given steps as numpy columns (step_id, t_s, E_V, I_mA, Q_mAh, P_MPa)."""
     cols = ("step_id", "t_s", "E_V", "I_mA", "Q_mAh", "P_MPa")
-    stmt = (
-        select(*(getattr(m.Point, c) for c in cols))
-        .where(m.Point.step_id.in_(step_ids))
-        .order_by(m.Point.id)
-    )
-    with engine.connect() as conn:
-        rows = conn.execute(stmt).all()
-    arr = np.array(rows, dtype=float) if rows else np.empty((0, len(cols)))
-    return {c: arr[:, i] for i, c in enumerate(cols)}
+    return _columns(engine, "point", cols, "step_id", list(step_ids))
 
 
 def step_spectrum(engine: Engine, step_id: int) -> dict[str, np.ndarray]:
     cols = ("t_s", "frequency_Hz", "Z_re_ohm", "Z_im_ohm", "Z_mod_ohm", "phase_deg", "E_V",
             "I_mA")
-    stmt = (
-        select(*(getattr(m.EisPoint, c) for c in cols))
-        .where(m.EisPoint.step_id == step_id)
-        .order_by(m.EisPoint.id)
-    )
-    with engine.connect() as conn:
-        rows = conn.execute(stmt).all()
-    arr = np.array(rows, dtype=float) if rows else np.empty((0, len(cols)))
-    return {c: arr[:, i] for i, c in enumerate(cols)}
+    return _columns(engine, "eis_point", cols, "step_id", [step_id])
 
 
 def run_cell(engine: Engine, run_id: int) -> m.Cell | None:
