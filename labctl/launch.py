@@ -141,8 +141,34 @@ def _open_runs(
         )
         if on_progress is not None:
             ctx.on_progress = lambda info, rid=run_id: on_progress(rid, info)
+        ctx.on_step_end = _step_end_analyses(recorder, run_id, protocol.analyses)
         contexts.append(ctx)
     return contexts
+
+
+def _step_end_analyses(
+    recorder: Recorder, run_id: int, names: tuple[str, ...]
+) -> Callable[[int, str], None] | None:
+    """Per-step analyses that run as soon as their step ends (results visible during the run).
+
+    Only the fast ones: DRT + Kramers-Kronig of each spectrum (~ms). Everything in the
+    protocol's `analyses:` list runs again over the whole run at its end. An analysis failure
+    is recorded as an event and never stops the run.
+    """
+    if "drt" not in names:
+        return None
+    from labctl.analysis.products import analyze_drt_step
+
+    def on_step_end(step_id: int, kind: str) -> None:
+        if kind != "eis":
+            return
+        try:
+            analyze_drt_step(recorder.engine, recorder, run_id, step_id)
+        except Exception as exc:  # a bad fit must not stop a cell's run
+            recorder.event(run_id, "note", f"step analysis 'drt' failed: {exc}",
+                           step_id=step_id, severity="warning")
+
+    return on_step_end
 
 
 def _operator() -> str | None:

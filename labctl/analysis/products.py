@@ -88,6 +88,44 @@ def _eis_steps(engine: Engine, ctx: RunContext) -> list[tuple[StepSummary, np.nd
     return out
 
 
+def _drt_rows(step_id: int, f: np.ndarray, z: np.ndarray) -> tuple[list[Row], bool, float]:
+    """One spectrum's lin-KK and DRT rows; (rows, KK passed, R_electrode)."""
+    kk = eis.kk_check(f, z)
+    d = eis.drt(f, z)
+    r_electrode = eis.electrode_resistance(d)
+    s_id = step_id
+    rows: list[Row] = [
+        ("kk_valid", 1.0 if kk.passed else 0.0, "", s_id),
+        ("kk_max_residual", kk.max_residual, "", s_id),
+        ("drt_R_inf_ohm", d.r_inf, "ohm", s_id),
+        ("drt_R_pol_ohm", d.r_pol, "ohm", s_id),
+        ("R_electrode_ohm", r_electrode, "ohm", s_id),
+        ("drt_n_peaks", len(d.peaks), "", s_id),
+    ]
+    for k, p in enumerate(d.peaks, 1):
+        rows += [(f"drt_peak{k}_tau_s", p.tau, "s", s_id),
+                 (f"drt_peak{k}_R_ohm", p.resistance, "ohm", s_id)]
+        if p.edge_warning:
+            rows.append((f"drt_peak{k}_warning",
+                         "peak at or beyond the measured window edge: position and area "
+                         "set by regularisation, not data", "", s_id))
+    if not kk.passed:
+        rows.append(("kk_warning", f"lin-KK residual {kk.max_residual:.3g} > "
+                     f"{kk.threshold:.3g}: DRT and circuit fits not meaningful", "", s_id))
+    return rows, kk.passed, r_electrode
+
+
+def analyze_drt_step(engine: Engine, recorder: Recorder, run_id: int, step_id: int) -> None:
+    """DRT and lin-KK of one spectrum, stored as soon as its EIS step ended (the whole-run
+    `analyze_drt` at run end recomputes and replaces these)."""
+    sp = step_spectrum(engine, step_id)
+    f, z = eis.spectrum(sp["frequency_Hz"], sp["Z_re_ohm"], sp["Z_im_ohm"])
+    if f.size < 3:
+        return
+    rows, _, _ = _drt_rows(step_id, f, z)
+    recorder.store_results(run_id, "drt", eis.VERSION, rows, only_step=step_id)
+
+
 def analyze_drt(engine: Engine, recorder: Recorder, run_id: int) -> Results:
     """Per EIS step: lin-KK validity, DRT peaks (τ, R, edge warning), R∞ and R_electrode."""
     ctx = _ctx(engine, run_id)
@@ -95,28 +133,10 @@ def analyze_drt(engine: Engine, recorder: Recorder, run_id: int) -> Results:
     electrode: list[float] = []
     n_invalid = 0
     for s, f, z in _eis_steps(engine, ctx):
-        kk = eis.kk_check(f, z)
-        n_invalid += not kk.passed
-        d = eis.drt(f, z)
-        rows += [
-            ("kk_valid", 1.0 if kk.passed else 0.0, "", s.id),
-            ("kk_max_residual", kk.max_residual, "", s.id),
-            ("drt_R_inf_ohm", d.r_inf, "ohm", s.id),
-            ("drt_R_pol_ohm", d.r_pol, "ohm", s.id),
-            ("R_electrode_ohm", eis.electrode_resistance(d), "ohm", s.id),
-            ("drt_n_peaks", len(d.peaks), "", s.id),
-        ]
-        electrode.append(eis.electrode_resistance(d))
-        for k, p in enumerate(d.peaks, 1):
-            rows += [(f"drt_peak{k}_tau_s", p.tau, "s", s.id),
-                     (f"drt_peak{k}_R_ohm", p.resistance, "ohm", s.id)]
-            if p.edge_warning:
-                rows.append((f"drt_peak{k}_warning",
-                             "peak at or beyond the measured window edge: position and area "
-                             "set by regularisation, not data", "", s.id))
-        if not kk.passed:
-            rows.append(("kk_warning", f"lin-KK residual {kk.max_residual:.3g} > "
-                         f"{kk.threshold:.3g}: DRT and circuit fits not meaningful", "", s.id))
+        step_rows, passed, r_electrode = _drt_rows(s.id, f, z)
+        rows += step_rows
+        n_invalid += not passed
+        electrode.append(r_electrode)
     rows += [("drt_spectra", len(electrode), "", None),
              ("kk_invalid_spectra", n_invalid, "", None)]
     if electrode:

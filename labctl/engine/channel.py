@@ -76,6 +76,8 @@ class ChannelContext:
     step_name: str = ""  # the innermost running step, for progress displays
     results: dict[str, float | str | None] = field(default_factory=dict)
     on_progress: Callable[[dict[str, Any]], None] | None = None
+    # called with (step_id, kind) after a step's row is closed, e.g. to analyse a spectrum
+    on_step_end: Callable[[int, str], None] | None = None
 
     def run_time(self) -> float:
         return self.clock.now() - self.t0

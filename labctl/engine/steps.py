@@ -67,6 +67,7 @@ class StepRunner:
     def __init__(self, ctx: ChannelContext) -> None:
         self.ctx = ctx
         self.open_steps: list[int] = []  # step rows not yet closed, innermost last
+        self._kinds: dict[int, str] = {}
         self._dispatch: dict[str, Callable[..., Wake]] = {
             "rest": self.rest, "galvanostatic": self.galvanostatic,
             "potentiostatic": self.potentiostatic, "cv": self.cv, "eis": self.eis,
@@ -85,6 +86,7 @@ class StepRunner:
             params if params is not None else _params(step), ctx.run_time(), parent_id,
         )
         self.open_steps.append(step_id)
+        self._kinds[step_id] = step.kind
         ctx.step_name = name or step.name
         return step_id
 
@@ -92,6 +94,9 @@ class StepRunner:
         self.ctx.recorder.end_step(step_id, outcome.status, outcome.end_reason,
                                    self.ctx.run_time())
         self.open_steps.remove(step_id)
+        kind = self._kinds.pop(step_id)
+        if self.ctx.on_step_end is not None and outcome.status == "completed":
+            self.ctx.on_step_end(step_id, kind)
 
     def close_open_steps(self, status: str, reason: str) -> None:
         """After an abort or fault: close every step still open, innermost first."""

@@ -143,7 +143,7 @@ class Step(Base):
 
 
 class Point(Base):
-    """Time series, one row per recorded sample: `t_s` is run time, `Q_mAh` charge within the step."""
+    """Time series, one row per sample: `t_s` is run time, `Q_mAh` charge within the step."""
 
     __tablename__ = "point"
 
@@ -174,7 +174,7 @@ class EisPoint(Base):
 
 
 class Event(Base):
-    """Anything that happened besides data: limit trips, detector trips, faults, operator actions."""
+    """Anything besides data: limit and detector trips, faults, operator actions, notes."""
 
     __tablename__ = "event"
 

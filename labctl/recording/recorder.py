@@ -367,8 +367,13 @@ class Recorder:
     def store_results(
         self, run_id: int, analysis: str, version: str,
         results: Iterable[tuple[str, float | str | None, str, int | None]],
+        only_step: int | None = None,
     ) -> None:
-        """Replace `analysis`'s results for the run: (name, value or text, unit, step_id) tuples."""
+        """Replace `analysis`'s results: (name, value or text, unit, step_id) tuples.
+
+        Normally every row of the analysis for the run is replaced; with `only_step`, only that
+        step's rows are (a result computed as soon as one step ended).
+        """
         rows = []
         for name, value, unit, step_id in results:
             numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -381,10 +386,11 @@ class Recorder:
                 )
             )
         with self.engine.begin() as conn:
-            conn.execute(
-                m.Result.__table__.delete().where(
-                    m.Result.run_id == run_id, m.Result.analysis == analysis
-                )
+            stale = m.Result.__table__.delete().where(
+                m.Result.run_id == run_id, m.Result.analysis == analysis
             )
+            if only_step is not None:
+                stale = stale.where(m.Result.step_id == only_step)
+            conn.execute(stale)
             if rows:
                 conn.execute(m.Result.__table__.insert(), rows)
