@@ -1,4 +1,4 @@
-"""Shared fixtures: real databases (a SQLite file, and the PostgreSQL server) for every backend test.
+"""Shared fixtures: real databases (a SQLite file and the PostgreSQL server) for backend tests.
 
 PostgreSQL tests use the server at LABCTL_TEST_PG_URL (default: postgres@127.0.0.1:5432). Each
 test session creates its own throw-away database there and drops it at the end. When the
@@ -31,7 +31,7 @@ def pg_server_url() -> Iterator[str]:
     try:
         with admin.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - any failure to connect means "no server"
+    except Exception as exc:  # any failure to connect means "no server"
         admin.dispose()
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"PostgreSQL required in CI but unreachable: {exc}")

@@ -1,4 +1,4 @@
-"""The recorder writes runs, steps, points, spectra, events and results, on SQLite and PostgreSQL."""
+"""The recorder writes runs, steps, points, spectra, events, results: SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
