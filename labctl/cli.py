@@ -69,6 +69,9 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     operator: Annotated[str | None, typer.Option(help="Who is running this.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the simulated bench.")] = 0,
+    notify: Annotated[list[str] | None, typer.Option(
+        "--notify", help="apprise URL to tell when a run ends or trips (repeatable), e.g. "
+                         "mailto://..., slack://..., json://host/path.")] = None,
 ) -> None:
     """Run PROTOCOL on one or more cells and record everything to the database."""
     from labctl.launch import launch
@@ -85,7 +88,7 @@ def run(
         result = launch(protocol, list(cell), sim=sim, station_path=station, db_url=db,
                         operator=operator, seed=seed,
                         on_progress=live.update, on_start=live.start,
-                        on_plan=live.set_estimate)
+                        on_plan=live.set_estimate, notify=notify)
     runs = [
         {"run_id": o.run_id, "status": o.status, "end_reason": o.end_reason,
          "results": result.results.get(o.run_id, {})}
@@ -443,6 +446,7 @@ def import_file(
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app and turn expected errors into one line on stderr."""
     from labctl.launch import LaunchError
+    from labctl.notify import NotificationURLError
     from labctl.protocol import ProtocolError
     from labctl.recording.database import DatabaseError
     from labctl.station_file import StationError
@@ -474,6 +478,9 @@ def main(argv: list[str] | None = None) -> None:
             err.print(str(e), markup=False, soft_wrap=True)
         sys.exit(2)
     except UserError as exc:
+        err.print(f"labctl: {exc}", markup=False, soft_wrap=True)
+        sys.exit(2)
+    except NotificationURLError as exc:
         err.print(f"labctl: {exc}", markup=False, soft_wrap=True)
         sys.exit(2)
     except (DatabaseError, LaunchError, StationError, Failure) as exc:

@@ -21,6 +21,7 @@ from drivers.sim.faults import FaultPlan
 from labctl.engine.channel import ChannelContext
 from labctl.engine.runner import RunOutcome, run_protocol
 from labctl.engine.scheduler import Scheduler
+from labctl.notify import Notifier
 from labctl.protocol import LocatedError, ProtocolError, load_and_resolve, plan, plan_total
 from labctl.protocol.cell import CellSpec
 from labctl.protocol.loader import ProtocolDocument
@@ -79,8 +80,10 @@ def launch(
     on_progress: Callable[[int, dict[str, Any]], None] | None = None,
     on_start: Callable[[list[int], Engine], None] | None = None,
     on_plan: Callable[[float], None] | None = None,
+    notify: list[str] | None = None,
 ) -> LaunchResult:
     prepared = prepare(protocol_path, cell_paths)
+    notifier = Notifier(notify) if notify else None  # a bad URL is refused before any run
     if on_plan is not None:
         on_plan(plan_total(plan(prepared.protocols[0])).duration_s)
     if not sim and station_path is None:
@@ -105,6 +108,10 @@ def launch(
         )
         result.results[out.run_id] = dict(out.results)
     _run_analyses(engine, recorder, prepared, outcomes, result)
+    if notifier is not None:
+        for out, cell in zip(outcomes, prepared.cells):
+            notifier.run_ended(out.run_id, cell.id, out.status, out.end_reason,
+                               result.results[out.run_id])
     return result
 
 

@@ -1,0 +1,56 @@
+"""Notifications reach a webhook when a run ends (apprise json:// to a real local HTTP server)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from labctl.launch import launch
+from labctl.notify import NotificationURLError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, str]]]]:
+    received: list[dict[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # the name http.server dispatches to
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"json://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+
+
+def test_run_end_is_notified(webhook: tuple[str, list[dict[str, str]]], tmp_path: Path) -> None:
+    url, received = webhook
+    res = launch(ROOT / "protocols" / "ccd.yaml", [ROOT / "examples/cells/na_symmetric.yaml"],
+                 sim=True, db_url=f"sqlite:///{tmp_path / 'n.db'}", notify=[url])
+    (out,) = res.outcomes
+    ends = [m for m in received if f"run {out.run_id} completed" in m["title"]]
+    assert len(ends) == 1
+    assert "ccd_mA_cm2 = 3.2" in ends[0]["message"]
+
+
+def test_bad_notification_url_is_refused_before_any_run(tmp_path: Path) -> None:
+    db = tmp_path / "n.db"
+    with pytest.raises(NotificationURLError):
+        launch(ROOT / "protocols" / "quickstart.yaml",
+               [ROOT / "examples/cells/na_symmetric.yaml"], sim=True,
+               db_url=f"sqlite:///{db}", notify=["nonsense-scheme://x"])
+    assert not db.exists()
