@@ -40,6 +40,10 @@ _W_CAP: float = 1.0 - 1e-6
 _NOISE_BLOCK: int = 8192
 #: Below this many steps numpy's per-call overhead (~50 µs) beats the ~5 µs per-step path.
 _MIN_CHUNK: int = 12
+#: Step indices 0..65536 (the largest chunk + 1), shared by every closed-form chunk: an arange
+#: per chunk was a visible part of a poll's cost. Read-only so that no caller can mutate it.
+_STEP_INDEX: np.ndarray = np.arange(65537, dtype=float)
+_STEP_INDEX.flags.writeable = False
 
 #: Calibrated NaK interface parameters per K wt % (echem.md §4.2):
 #: (R_int0 Ω cm², j_c mA/cm² at 25 °C, τ_close s, utilisation u).
@@ -280,6 +284,7 @@ class SimulatedCell:
         self.R_SnO2 = p.R_SnO2 * self._f_electrolyte
         self.R_ohm = self.R_bulk + self.R_GB + (2.0 * self.R_SnO2 if self.coated else 0.0)
         self._RT_F = pdg.GAS_CONSTANT * T / pdg.FARADAY
+        self._RT_L = pdg.GAS_CONSTANT * (self.temperature_C + 273.15)  # as ln_activity_na has it
         self._j0 = [1e3 * self._RT_F / e.R_int0 for e in self._el]  # mA/cm²
         if getattr(self, "_window_T", None) != self.temperature_C:  # frames re-send P often
             self._w_max = pdg.w_max(self.temperature_C)
@@ -314,34 +319,71 @@ class SimulatedCell:
         return np.where(denom > e.w0 * e.m_acc, w, 1.0)
 
     def _terms(
-        self, i: int, q: np.ndarray, phi: np.ndarray, j_local: float
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self, i: int, q: np.ndarray, phi: np.ndarray | float, j_local: float
+    ) -> tuple[np.ndarray | float, np.ndarray | float]:
         """Active area fraction and open-circuit potential vs Na of electrode i.
 
         For NaK the interface composition is shifted by κ·|j| towards K when stripping and towards
         Na when plating; the lever rule is applied on *both* liquidus branches (echem.md only
         treats the K side), so that heavy plating into a NaK symmetric cell eventually precipitates
         Na(s) and blocks the interface too, as the phase diagram demands.
+
+        Called on every closed-form chunk (tens of samples per poll), so numpy's per-call
+        overhead dominates: q is linear in the step index and w monotonic in q, so each
+        clip/where/max is decided from the chunk's two end values and skipped when it cannot
+        change anything (the arithmetic that remains is the same, value for value). A Na-metal
+        electrode with no voids returns scalars (A = 1, E = 0), broadcast by the caller.
         """
         e = self._el[i]
         p = self.params
         if not e.is_nak:
-            A = 1.0 - phi
-            return np.maximum(A, p.area_floor), np.zeros_like(A)
-        w = self._composition(i, q)
-        w_i = w + p.kappa * j_local
+            if isinstance(phi, float):
+                return max(1.0 - phi, p.area_floor), 0.0
+            return np.maximum(1.0 - phi, p.area_floor), 0.0
         wmax, wmin = self._w_max, self._w_min
-        fs_k = np.maximum(0.0, (w_i - wmax) / max(1.0 - wmax, 1e-9))
-        fs_na = np.maximum(0.0, (wmin - w_i) / max(wmin, 1e-9))
-        theta = np.minimum(0.999, (fs_k + fs_na) / p.solid_fraction_full_block)
+        q_ends = (float(q[0]), float(q[-1]))
+        w_ends = [self._composition_scalar(e, qe) for qe in q_ends]
+        if min(e.m_acc - qe / pdg.Q_NA_MAH_G for qe in q_ends) > e.w0 * e.m_acc:
+            w = e.w0 * e.m_acc / (e.m_acc - q / pdg.Q_NA_MAH_G)
+        else:
+            w = self._composition(i, q)
+        w_lo, w_hi = min(w_ends), max(w_ends)
+        kj = p.kappa * j_local
+        A: np.ndarray | float = 1.0 - phi
+        if w_hi + kj > wmax or w_lo + kj < wmin:  # a solid precipitates somewhere in the chunk
+            w_i = w + kj
+            fs_k = np.maximum(0.0, (w_i - wmax) / max(1.0 - wmax, 1e-9))
+            fs_na = np.maximum(0.0, (wmin - w_i) / max(wmin, 1e-9))
+            theta = np.minimum(0.999, (fs_k + fs_na) / p.solid_fraction_full_block)
+        else:
+            theta = None  # fs_k = fs_na = 0 everywhere: θ = 0
         span = wmax - e.w0
-        x = np.clip((w - e.w0) / span, 0.0, 1.0) if span > 1e-9 else (w > e.w0).astype(float)
+        if span > 1e-9:
+            x = (w - e.w0) / span
+            if w_lo < e.w0 or w_hi > wmax:
+                x = np.clip(x, 0.0, 1.0)
+        else:
+            x = (w > e.w0).astype(float)
         d = p.dewet_max * x * x
-        A = (1.0 - phi) * (1.0 - d) * (1.0 - theta)
-        E = -self._RT_F * pdg.ln_activity_na(
-            np.clip(w, wmin, min(wmax, _W_CAP)), self.temperature_C
-        )
+        A = A * (1.0 - d)
+        if theta is not None:
+            A = A * (1.0 - theta)
+        top = min(wmax, _W_CAP)
+        wc = np.clip(w, wmin, top) if (w_lo < wmin or w_hi > top) else w
+        # ln a_Na inline (pdg.ln_activity_na, same operations in the same order)
+        n_k = wc / pdg.M_K
+        n_na = (1.0 - wc) / pdg.M_NA
+        x_k = n_k / (n_k + n_na)
+        x_na = 1.0 - x_k
+        ln_gamma = x_k**2 * (pdg.RK_L0 + pdg.RK_L1 * (3.0 * x_na - x_k)) / self._RT_L
+        with np.errstate(divide="ignore"):
+            E = -self._RT_F * (np.log(x_na) + ln_gamma)
         return np.maximum(A, p.area_floor), E
+
+    @staticmethod
+    def _composition_scalar(e: _Electrode, q: float) -> float:
+        denom = e.m_acc - q / pdg.Q_NA_MAH_G
+        return e.w0 * e.m_acc / denom if denom > e.w0 * e.m_acc else 1.0
 
     def _v_ion(
         self, j: float, A1: np.ndarray, A2: np.ndarray, E1: np.ndarray, E2: np.ndarray
@@ -507,38 +549,50 @@ class SimulatedCell:
         Returns the noise-free voltages of the accepted steps (possibly empty) and commits the
         state at the last accepted step. The state after k steps is q0 ± j k dt, φ0 e^{−k dt/τ}.
         """
-        k = np.arange(n + 1, dtype=float)
+        if n + 1 > _STEP_INDEX.size:
+            k = np.arange(n + 1, dtype=float)
+        else:
+            k = _STEP_INDEX[: n + 1]  # read-only shared buffer: no arange per chunk
         dq = j * dt / _SECONDS_PER_HOUR * k
         q1 = self.q[0] + dq
         q2 = self.q[1] - dq
-        phi1 = (
-            self.phi[0] * np.exp(-k * dt / self._el[0].tau_close)
-            if self.phi[0]
-            else np.zeros(n + 1)
+        phi1: np.ndarray | float = (
+            self.phi[0] * np.exp(-k * dt / self._el[0].tau_close) if self.phi[0] else 0.0
         )
-        phi2 = (
-            self.phi[1] * np.exp(-k * dt / self._el[1].tau_close)
-            if self.phi[1]
-            else np.zeros(n + 1)
+        phi2: np.ndarray | float = (
+            self.phi[1] * np.exp(-k * dt / self._el[1].tau_close) if self.phi[1] else 0.0
         )
         A1, E1 = self._terms(0, q1, phi1, j)
         A2, E2 = self._terms(1, q2, phi2, -j)
+        m = n
         if j != 0.0:
-            ok = (abs(j) / A1[:n] <= self._jc[0]) & (abs(j) / A2[:n] <= self._jc[1])
-            m = n if bool(ok.all()) else int(np.argmin(ok))
-        else:
-            m = n
+            aj = abs(j)
+            a1 = A1[:n] if isinstance(A1, np.ndarray) else A1
+            a2 = A2[:n] if isinstance(A2, np.ndarray) else A2
+            ok = (aj / a1 <= self._jc[0]) & (aj / a2 <= self._jc[1])
+            if isinstance(ok, np.ndarray):
+                m = n if bool(ok.all()) else int(np.argmin(ok))
+            elif not ok:
+                m = 0
         if m == 0:
             return np.empty(0)
-        V = self._v_ion(j, A1[1 : m + 1], A2[1 : m + 1], E1[1 : m + 1], E2[1 : m + 1])
+
+        def tail(a: np.ndarray | float) -> np.ndarray | float:
+            return a[1 : m + 1] if isinstance(a, np.ndarray) else a
+
+        V = self._v_ion(j, tail(A1), tail(A2), tail(E1), tail(E2))  # type: ignore[arg-type]
+        if not isinstance(V, np.ndarray) or V.shape != (m,):
+            V = np.full(m, float(V))
         self._commit(m, q1, q2, phi1, phi2, dt)
         return V
 
     def _commit(
-        self, m: int, q1: np.ndarray, q2: np.ndarray, phi1: np.ndarray, phi2: np.ndarray, dt: float
+        self, m: int, q1: np.ndarray, q2: np.ndarray, phi1: np.ndarray | float,
+        phi2: np.ndarray | float, dt: float,
     ) -> None:
         self.q[0], self.q[1] = float(q1[m]), float(q2[m])
-        self.phi[0], self.phi[1] = float(phi1[m]), float(phi2[m])
+        self.phi[0] = float(phi1[m]) if isinstance(phi1, np.ndarray) else phi1
+        self.phi[1] = float(phi2[m]) if isinstance(phi2, np.ndarray) else phi2
         self.time_s += m * dt
 
     # ------------------------------------------------------------------ CellModel API
@@ -650,26 +704,51 @@ class SimulatedCell:
         """
         p = self.params
         f = np.asarray(frequency_Hz, dtype=float)
+        if f.size == 1:
+            # The simulated SP-300 asks for one frequency at a time (each point at the state of
+            # its own moment): plain complex arithmetic is ~10× cheaper than numpy there.
+            z = self._impedance_scalar(float(f.reshape(-1)[0]))
+            return np.full(f.shape, z, dtype=complex)
         omega = 2.0 * np.pi * f
         Z_L = 1j * omega * p.inductance_H
         if self.shorted:
             return Z_L + self.R_short / self.area_cm2 + 0.0j
-        Z = self.R_bulk + _zarc(omega, self.R_GB, p.tau_GB_s, p.n_GB)
+        Z = self.R_bulk + 0.0j
+        for R, tau, n in self._zarc_elements():
+            Z = Z + _zarc(omega, R, tau, n)
+        return Z_L + Z / self.area_cm2
+
+    def _impedance_scalar(self, f: float) -> complex:
+        """`impedance` at one frequency, in Python complex arithmetic."""
+        p = self.params
+        omega = 2.0 * math.pi * f
+        Z_L = 1j * omega * p.inductance_H
+        if self.shorted:
+            return Z_L + self.R_short / self.area_cm2
+        Z: complex = self.R_bulk + 0.0j
+        for R, tau, n in self._zarc_elements():
+            Z += R / (1.0 + (1j * omega * tau) ** n)
+        return Z_L + Z / self.area_cm2
+
+    def _zarc_elements(self) -> list[tuple[float, float, float]]:
+        """(R Ω cm², τ s, n) of every ZARC of the present state, in the order they are summed."""
+        p = self.params
+        out = [(self.R_GB, p.tau_GB_s, p.n_GB)]
         A1, A2, _, _ = self._state_terms(0.0)
         for i, A in enumerate((A1, A2)):
             e = self._el[i]
             if self.coated:
-                Z = Z + _zarc(omega, self.R_SnO2, p.tau_SnO2_s, p.n_SnO2)
+                out.append((self.R_SnO2, p.tau_SnO2_s, p.n_SnO2))
             R_int = e.R_int0 / A + p.R_c * (1.0 / A - 1.0)
             tau_int = 2e-3 * math.exp(9.46 * (1.0 - A))
-            Z = Z + _zarc(omega, R_int, tau_int, p.n_int)
+            out.append((R_int, tau_int, p.n_int))
             if e.is_nak and self.q[i] > 0.0:
                 # Smooth onset over ~0.01 mAh/cm²: echem.md switches the 5 Ω cm² term on at q > 0,
                 # a step that would make one stripped nanocoulomb visible in the spectrum.
                 onset = -math.expm1(-self.q[i] / p.q_strip_onset)
                 R_strip = (p.R_strip0 + p.R_strip_per_q * self.q[i]) * onset
-                Z = Z + _zarc(omega, R_strip, p.tau_strip_s, p.n_int)
-        return Z_L + Z / self.area_cm2
+                out.append((R_strip, p.tau_strip_s, p.n_int))
+        return out
 
     # ------------------------------------------------------------------ diagnostics
     @property
