@@ -445,6 +445,7 @@ def import_file(
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app and turn expected errors into one line on stderr."""
+    from labctl.engine.runner import RunFailure
     from labctl.launch import LaunchError
     from labctl.notify import NotificationURLError
     from labctl.protocol import ProtocolError
@@ -483,7 +484,7 @@ def main(argv: list[str] | None = None) -> None:
     except NotificationURLError as exc:
         err.print(f"labctl: {exc}", markup=False, soft_wrap=True)
         sys.exit(2)
-    except (DatabaseError, LaunchError, StationError, Failure) as exc:
+    except (DatabaseError, LaunchError, StationError, RunFailure, Failure) as exc:
         err.print(f"labctl: {exc}", markup=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:

@@ -13,6 +13,7 @@ Runners are generators that yield the clock time at which they want to be woken;
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +37,9 @@ from drivers.techniques import (
 )
 from labctl.engine.detectors import FailureDetector, Trip
 from labctl.protocol.resolved import Limits
-from labctl.recording.recorder import Recorder
+from labctl.recording.recorder import Recorder, RecordingError
+
+log = logging.getLogger(__name__)
 
 Wake = Generator[float, None, Any]  # a runner: yields wake-up times, returns its outcome
 
@@ -87,26 +90,32 @@ class ChannelContext:
         return self.step_counter
 
     def safe_state(self, reason: str, step_id: int | None = None) -> None:
-        """Open the circuit, retrying; record that it was done (or that it failed)."""
+        """Open the circuit (retrying), then record that it was done, or that it failed.
+
+        The stop comes first and never depends on the database: if recording the event fails
+        too (the database is what failed), the channel is off all the same.
+        """
+        stopped = False
         for attempt in range(1, SAFE_STOP_ATTEMPTS + 1):
             try:
                 self.channel.stop()
+                stopped = True
                 break
             except InstrumentError as exc:
-                self.recorder.event(
-                    self.run_id, "fault", f"stop attempt {attempt} failed: {exc}",
-                    step_id=step_id, t_s=self.run_time(), severity="error",
-                )
+                self._note("fault", f"stop attempt {attempt} failed: {exc}", step_id, "error")
+        if stopped:
+            self._note("safe_state", f"channel off: {reason}", step_id, "warning")
         else:
-            self.recorder.event(
-                self.run_id, "safe_state", "could not confirm the channel is off",
-                step_id=step_id, t_s=self.run_time(), severity="critical",
-            )
-            return
-        self.recorder.event(
-            self.run_id, "safe_state", f"channel off: {reason}", step_id=step_id,
-            t_s=self.run_time(), severity="warning",
-        )
+            self._note("safe_state", "could not confirm the channel is off", step_id,
+                       "critical")
+
+    def _note(self, kind: str, message: str, step_id: int | None, severity: str) -> None:
+        try:
+            self.recorder.event(self.run_id, kind, message, step_id=step_id,
+                                t_s=self.run_time(), severity=severity)
+        except RecordingError:
+            log.error("run %s: %s (%s; not recorded: database unavailable)", self.run_id,
+                      message, kind)
 
     def read_pressure(self) -> float | None:
         if self.frame is None:

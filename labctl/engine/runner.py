@@ -17,6 +17,11 @@ from labctl.engine.channel import Aborted, ChannelContext, Wake
 from labctl.engine.scheduler import Scheduler
 from labctl.engine.steps import StepRunner
 from labctl.protocol.resolved import ResolvedProtocol
+from labctl.recording.recorder import RecordingError
+
+
+class RunFailure(RuntimeError):
+    """The engine could not go on (the database failed for good); all channels are off."""
 
 
 @dataclass
@@ -72,20 +77,34 @@ def run_protocol(
         sched.housekeeping = lambda: housekeeping(sched)
     jobs = [sched.add(ctx.run_id, channel_runner(ctx, protocol)) for ctx, protocol in work]
     interrupted = False
+    fatal: Exception | None = None
     try:
         sched.run()
     except KeyboardInterrupt:
         interrupted = True
+    except Exception as exc:  # every runner was aborted (its channel made safe) on the way
+        fatal = exc
     outcomes = []
     for ctx, job in zip(contexts, jobs):
         out: Any = job.result
         if not isinstance(out, RunOutcome):
-            reason = "interrupted (Ctrl-C)" if interrupted else f"engine error: {job.error!r}"
+            if interrupted:
+                reason = "interrupted (Ctrl-C)"
+            elif isinstance(job.error, RecordingError):
+                reason = str(job.error)
+                fatal = fatal or job.error
+            else:
+                reason = f"engine error: {job.error or fatal!r}"
             ctx.safe_state(reason)
             out = RunOutcome(ctx.run_id, "aborted" if interrupted else "failed", reason,
                              dict(ctx.results))
-        ctx.recorder.end_run(ctx.run_id, out.status, out.end_reason)
+        try:
+            ctx.recorder.end_run(ctx.run_id, out.status, out.end_reason)
+        except RecordingError as exc:
+            fatal = fatal or exc
         outcomes.append(out)
     if interrupted:
         raise KeyboardInterrupt
+    if fatal is not None:
+        raise RunFailure(f"{fatal}; every channel was switched off") from fatal
     return outcomes

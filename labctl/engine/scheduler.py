@@ -98,3 +98,6 @@ class Scheduler:
         except KeyboardInterrupt:
             self.abort_all("interrupted (Ctrl-C)")
             raise
+        except Exception as exc:  # housekeeping failed (e.g. the database): stop every cell
+            self.abort_all(f"engine stopped: {exc}")
+            raise

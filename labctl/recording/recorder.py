@@ -47,7 +47,18 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
-_db_retry = retry(
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class RecordingError(RuntimeError):
+    """The database could not take a write, even after retries (server gone, disk full).
+
+    The engine answers this by switching every channel off; what was committed stays.
+    """
+
+
+_retry_transient = retry(
     retry=retry_if_exception(_transient),
     stop=stop_after_attempt(5),
     wait=wait_exponential(multiplier=0.05, max=2.0),
@@ -55,21 +66,16 @@ _db_retry = retry(
 )
 
 
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-def _retry_on_failure(fn: Callable[P, T]) -> Callable[P, T]:
-    """`_db_retry`, but the first attempt is a plain call.
+def _db_write(fn: Callable[P, T]) -> Callable[P, T]:
+    """One database write: a plain first attempt, then transient errors retried with backoff,
+    then one `RecordingError`.
 
     tenacity's wrapper costs tens of µs per call even when nothing fails, and the engine makes
-    thousands of these calls per campaign (every step start and end, every flush). A database
-    error on the plain attempt hands over to the `_db_retry` path, which attempts it again and
-    retries transient errors with backoff (a permanent error simply fails again there). Every
-    method wrapped here is one transaction, rolled back on error, so attempting it again is
-    safe.
+    thousands of these calls per campaign (every step start and end, every flush), so it only
+    steps in after a failure. Every method wrapped here is one transaction, rolled back on
+    error, so attempting it again is safe.
     """
-    slow = _db_retry(fn)
+    retried = _retry_transient(fn)
 
     @functools.wraps(fn)
     def call(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -77,7 +83,11 @@ def _retry_on_failure(fn: Callable[P, T]) -> Callable[P, T]:
             return fn(*args, **kwargs)
         except sa_exc.SQLAlchemyError:
             pass
-        return slow(*args, **kwargs)
+        try:
+            return retried(*args, **kwargs)
+        except sa_exc.SQLAlchemyError as exc:
+            detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise RecordingError(f"database write failed ({fn.__name__}): {detail}") from exc
 
     return call
 
@@ -141,7 +151,7 @@ class Recorder:
         )
 
     # ---- run lifecycle -------------------------------------------------------------------
-    @_db_retry
+    @_db_write
     def start_run(
         self,
         *,
@@ -229,7 +239,7 @@ class Recorder:
             )
         )
 
-    @_db_retry
+    @_db_write
     def end_run(self, run_id: int, status: str, end_reason: str | None = None) -> None:
         self.flush()
         with self.engine.begin() as conn:
@@ -239,7 +249,7 @@ class Recorder:
                 .values(status=status, end_reason=end_reason, ended_at=_now(), control=None)
             )
 
-    @_db_retry
+    @_db_write
     def reconcile_stale_runs(self, stale_after_s: float = 120.0) -> list[int]:
         """Runs left 'running' by a process that died (no heartbeat) become 'interrupted'.
 
@@ -266,14 +276,14 @@ class Recorder:
                 ])
         return ids
 
-    @_db_retry
+    @_db_write
     def heartbeat(self, run_id: int) -> str | None:
         """Mark the run alive and return any pending operator request (pause/resume/abort)."""
         with self.engine.begin() as conn:
             conn.execute(update(m.Run).where(m.Run.id == run_id).values(heartbeat_at=_now()))
             return conn.scalar(select(m.Run.control).where(m.Run.id == run_id))
 
-    @_db_retry
+    @_db_write
     def request_control(self, run_id: int, action: str) -> bool:
         """Ask a running engine (possibly in another process) to pause, resume or abort."""
         with self.engine.begin() as conn:
@@ -284,7 +294,7 @@ class Recorder:
             )
             return bool(res.rowcount)
 
-    @_db_retry
+    @_db_write
     def set_run_status(self, run_id: int, status: str, clear_control: bool = True) -> None:
         values: dict[str, Any] = {"status": status}
         if clear_control:
@@ -293,7 +303,7 @@ class Recorder:
             conn.execute(update(m.Run).where(m.Run.id == run_id).values(**values))
 
     # ---- steps ---------------------------------------------------------------------------
-    @_retry_on_failure
+    @_db_write
     def start_step(
         self, run_id: int, index: int, kind: str, name: str, params: dict[str, Any],
         t_s: float, parent_id: int | None = None,
@@ -378,7 +388,7 @@ class Recorder:
             self._eis = []
         self._last_flush = time.monotonic()
 
-    @_retry_on_failure
+    @_db_write
     def _write(
         self, points: list[Sequence[Any]], eis: list[Sequence[Any]],
         step_end: tuple[int, str, str | None, float] | None = None,
@@ -419,7 +429,7 @@ class Recorder:
                 copy.write_row(row)
 
     # ---- events and results --------------------------------------------------------------
-    @_retry_on_failure
+    @_db_write
     def event(
         self, run_id: int, kind: str, message: str, *, step_id: int | None = None,
         t_s: float | None = None, severity: str = "info", data: dict[str, Any] | None = None,
@@ -439,7 +449,7 @@ class Recorder:
                 )
             )
 
-    @_db_retry
+    @_db_write
     def store_results(
         self, run_id: int, analysis: str, version: str,
         results: Iterable[tuple[str, float | str | None, str, int | None]],
