@@ -22,7 +22,15 @@ from labctl.engine.channel import ChannelContext
 from labctl.engine.runner import RunOutcome, run_protocol
 from labctl.engine.scheduler import Scheduler
 from labctl.notify import Notifier
-from labctl.protocol import LocatedError, ProtocolError, load_and_resolve, plan, plan_total
+from labctl.protocol import (
+    LocatedError,
+    ProtocolError,
+    load_cell,
+    load_protocol,
+    plan,
+    plan_total,
+    resolve,
+)
 from labctl.protocol.cell import CellSpec
 from labctl.protocol.loader import ProtocolDocument
 from labctl.protocol.resolved import ResolvedProtocol
@@ -50,21 +58,29 @@ class LaunchResult:
 
 
 def prepare(protocol_path: str | Path, cell_paths: list[str | Path]) -> Prepared:
-    """Validate and resolve the protocol against every cell; ProtocolError lists every problem."""
+    """Validate the protocol once and resolve it against every cell.
+
+    Raises ProtocolError listing every problem in the protocol and the cells together.
+    """
     errors: list[LocatedError] = []
-    loaded = []
+    doc: ProtocolDocument | None = None
+    try:
+        doc = load_protocol(protocol_path)
+    except ProtocolError as exc:
+        errors.extend(exc.errors)
+    cells: list[CellSpec] = []
+    protocols: list[ResolvedProtocol] = []
     for p in cell_paths:
         try:
-            loaded.append(load_and_resolve(protocol_path, p))
+            cell = load_cell(p)
+            if doc is not None:
+                protocols.append(resolve(doc, cell))
+            cells.append(cell)
         except ProtocolError as exc:
             errors.extend(e for e in exc.errors if e not in errors)
-    if errors:
+    if errors or doc is None:
         raise ProtocolError(errors)
-    return Prepared(
-        document=loaded[0][1],
-        cells=[cell for _, _, cell in loaded],
-        protocols=[resolved for resolved, _, _ in loaded],
-    )
+    return Prepared(document=doc, cells=cells, protocols=protocols)
 
 
 def launch(
