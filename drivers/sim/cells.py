@@ -231,6 +231,8 @@ class SimulatedCell:
         self._noise_buf: np.ndarray = np.empty(0)
         self._noise_pos: int = 0
         self._force_slow: bool = False  # tests: compare the closed-form chunks with per-step Euler
+        self._rest_ocv_key: tuple[float, float, float] | None = None  # see _rest_step
+        self._rest_ocv = 0.0
         self._refresh()
 
     # ------------------------------------------------------------------ parameters
@@ -263,6 +265,7 @@ class SimulatedCell:
         p = self.params
         T = self.temperature_C + 273.15
         T_ref = p.T_ref_C + 273.15
+        self._rest_ocv_key = None  # the cached rest voltage may depend on what changes here
         for e in self._el:
             if e.material == "Na":
                 R0, jc, tau = na_metal_defaults(self.pressure_MPa)
@@ -398,13 +401,16 @@ class SimulatedCell:
     def _terms_scalar(self, i: int, q: float, phi: float, j_local: float) -> tuple[float, float]:
         """Scalar (pure `math`) twin of `_terms` for the per-step path, where numpy's call
         overhead would cost ~5× more than the arithmetic; tests check both agree."""
+        return self._area_scalar(i, q, phi, j_local), self._ocv_scalar(i, q)
+
+    def _area_scalar(self, i: int, q: float, phi: float, j_local: float) -> float:
+        """Active area fraction alone: the j_c checks and the EIS arcs need no potential, and
+        ln a_Na is the dearer half of `_terms_scalar`."""
         e = self._el[i]
         p = self.params
         if not e.is_nak:
-            return max(1.0 - phi, p.area_floor), 0.0
-        removed = q / pdg.Q_NA_MAH_G
-        denom = e.m_acc - removed
-        w = e.w0 * e.m_acc / denom if denom > e.w0 * e.m_acc else 1.0
+            return max(1.0 - phi, p.area_floor)
+        w = self._composition_scalar(e, q)
         w_i = w + p.kappa * j_local
         wmax, wmin = self._w_max, self._w_min
         fs_k = max(0.0, (w_i - wmax) / max(1.0 - wmax, 1e-9))
@@ -414,10 +420,22 @@ class SimulatedCell:
         x = min(1.0, max(0.0, (w - e.w0) / span)) if span > 1e-9 else float(w > e.w0)
         d = p.dewet_max * x * x
         A = (1.0 - phi) * (1.0 - d) * (1.0 - theta)
-        E = -self._RT_F * pdg.ln_activity_na_scalar(
-            min(max(w, wmin), wmax, _W_CAP), self.temperature_C
+        return max(A, p.area_floor)
+
+    def _ocv_scalar(self, i: int, q: float) -> float:
+        """Open-circuit potential vs Na of electrode i (depends on q and T only)."""
+        e = self._el[i]
+        if not e.is_nak:
+            return 0.0
+        w = self._composition_scalar(e, q)
+        return -self._RT_F * pdg.ln_activity_na_scalar(
+            min(max(w, self._w_min), self._w_max, _W_CAP), self.temperature_C
         )
-        return max(A, p.area_floor), E
+
+    def _state_areas(self, j: float) -> tuple[float, float]:
+        """(A1, A2) of the present state at ionic current j."""
+        return (self._area_scalar(0, self.q[0], self.phi[0], j),
+                self._area_scalar(1, self.q[1], self.phi[1], -j))
 
     def _state_terms(self, j: float) -> tuple[float, float, float, float]:
         """(A1, A2, E1, E2) of the present state at ionic current j."""
@@ -464,7 +482,7 @@ class SimulatedCell:
     def _advance(self, j_ion: float, dt: float) -> None:
         """One explicit step of the state at ionic current j_ion (φ: exact for frozen growth)."""
         p = self.params
-        A1, A2, _, _ = self._state_terms(j_ion)
+        A1, A2 = self._state_areas(j_ion)
         for i, (j_loc, A) in enumerate(((j_ion, A1), (-j_ion, A2))):
             over = abs(j_loc) / A - self._jc[i]
             g = over / p.Q_v if (over > 0.0 and j_loc > 0.0) else 0.0
@@ -540,7 +558,7 @@ class SimulatedCell:
             return False
         if j == 0.0:
             return True
-        A1, A2, _, _ = self._state_terms(j)
+        A1, A2 = self._state_areas(j)
         return abs(j) / A1 <= self._jc[0] and abs(j) / A2 <= self._jc[1]
 
     def _fast_chunk(self, j: float, dt: float, n: int) -> np.ndarray:
@@ -598,7 +616,50 @@ class SimulatedCell:
     # ------------------------------------------------------------------ CellModel API
     def step(self, current_A: float, dt_s: float) -> float:
         """Advance by dt at a constant applied current; return the voltage at the end (V)."""
+        if current_A == 0.0 and self._rest_eligible():
+            return self._rest_step(current_A * 1e3 / self.area_cm2, dt_s)
         return float(self.run_constant_current(current_A, dt_s, 1)[0])
+
+    def _rest_eligible(self) -> bool:
+        """Whether `_rest_step` is `_slow_step` at I = 0: no electronic path can act (a
+        micro-short draws from the event stream, so past the onset the slow path keeps it)."""
+        if self._force_slow or self.shorted:
+            return False
+        ell = max(self.ell)
+        return ell <= self.params.microshort_onset and ell < 1.0
+
+    def _rest_step(self, j: float, dt: float) -> float:
+        """`_slow_step(j, dt)` at j = ±0 (an EIS frequency point, one call per point), without
+        the machinery that cannot act at rest.
+
+        At I = 0 nothing grows (|j|/A − j_c < 0, so g = 0 and ℓ stays), q is unchanged, and φ
+        relaxes as φ·exp(−dt/τ): `_advance` computes it as φ_eq + (φ − φ_eq)·exp(−k·dt) with
+        φ_eq = 0 and k = 0 + 1/τ, which is the product below bit for bit. The voltage is
+        `_v_ion_scalar(0, …)` = E1 − E2 + 0 + η1 + η2 with both η exactly 0, and E depends on
+        q and T only, so it is cached until q or T change (an EIS sweep rests at one q).
+        tests/sim/test_cell_physics.py checks it against the per-step path to the bit.
+        """
+        for i in (0, 1):
+            phi = self.phi[i]
+            if phi:
+                self.phi[i] = phi * math.exp(-(1.0 / self._el[i].tau_close) * dt)
+        self.time_s += dt
+        self._last_j = j
+        key = (self.q[0], self.q[1], self.temperature_C)
+        if self._rest_ocv_key != key:
+            E1 = self._ocv_scalar(0, self.q[0])
+            E2 = self._ocv_scalar(1, self.q[1])
+            self._rest_ocv = (E1 - E2) + 0.0  # the + 0·R_ohm + η1 + η2 of _v_ion_scalar
+            self._rest_ocv_key = key
+        return self._rest_ocv + self._noise_scalar()
+
+    def _noise_scalar(self) -> float:
+        """`float(self._noise(1)[0])` (the same stream position) without slicing an array."""
+        pos = self._noise_pos
+        if self.params.noise_V > 0.0 and pos < self._noise_buf.size:
+            self._noise_pos = pos + 1
+            return float(self._noise_buf[pos])
+        return float(self._noise(1)[0])
 
     def run_constant_current(
         self,
@@ -718,6 +779,11 @@ class SimulatedCell:
             Z = Z + _zarc(omega, R, tau, n)
         return Z_L + Z / self.area_cm2
 
+    def impedance_at(self, frequency_Hz: float) -> complex:
+        """`impedance` at one frequency as a Python complex: what the simulated SP-300 asks for
+        once per EIS point, without wrapping it in (and unwrapping it from) numpy arrays."""
+        return self._impedance_scalar(float(frequency_Hz))
+
     def _impedance_scalar(self, f: float) -> complex:
         """`impedance` at one frequency, in Python complex arithmetic."""
         p = self.params
@@ -734,7 +800,7 @@ class SimulatedCell:
         """(R Ω cm², τ s, n) of every ZARC of the present state, in the order they are summed."""
         p = self.params
         out = [(self.R_GB, p.tau_GB_s, p.n_GB)]
-        A1, A2, _, _ = self._state_terms(0.0)
+        A1, A2 = self._state_areas(0.0)
         for i, A in enumerate((A1, A2)):
             e = self._el[i]
             if self.coated:

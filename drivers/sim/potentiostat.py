@@ -227,6 +227,9 @@ class SimulatedChannel:
         assert self.cell is not None
         freqs = eis_frequencies(tech.f_high_Hz, tech.f_low_Hz, tech.points_per_decade)
         out: list[ImpedancePoint] = []
+        # the twin's one-frequency shortcut (same value as impedance([f])[0]); any other
+        # CellModel goes through the protocol's array method
+        at: Callable[[float], complex] | None = getattr(self.cell, "impedance_at", None)
         while self._eis_done < len(freqs):
             f = freqs[self._eis_done]
             dur = eis_point_duration_s(f, tech.averages)
@@ -234,7 +237,7 @@ class SimulatedChannel:
                 break
             self._last_E = self.cell.step(0.0, dur)
             self._t += dur
-            z = complex(self.cell.impedance(np.array([f]))[0])
+            z = at(f) if at is not None else complex(self.cell.impedance(np.array([f]))[0])
             z *= 1.0 + EIS_NOISE * complex(self.rng.standard_normal(), self.rng.standard_normal())
             out.append(ImpedancePoint(self._t, f, z.real, z.imag, self._last_E, 0.0))
             self._eis_done += 1

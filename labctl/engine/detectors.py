@@ -132,19 +132,39 @@ class FailureDetector:
         Returns k: samples v[:k] trip nothing and the state now includes them, as if each had
         gone through `_check_sample`; v[k] (if k < len(v)) is the first sample on which a test
         fires.
+
+        Called once per poll on ~60 samples, where each numpy call costs more than its
+        arithmetic: once R_ref is known the thresholds are Python scalars (the same float
+        products `_check_sample` forms), and the run-length, spike-count and 10-sample-maximum
+        work is skipped when a cheap exact pre-test shows it cannot fire or change the state.
         """
         s = self.s
         L = len(v)
         c0 = len(self._seg_vals)
-        cnt = c0 + 1 + np.arange(L)  # len(self._seg_vals) once sample j is appended
-        R, valid = self._resistances(v, I, c0)
+        R_ref = self.R_ref
+        R: np.ndarray | None
+        if R_ref:
+            R, valid, R_const = None, None, R_ref
+        else:
+            R, valid = self._resistances(v, I, c0)
+            R_const = None
         first = L
 
         def earliest(fires: np.ndarray) -> int:
             return int(np.argmax(fires)) if fires.any() else L
 
-        run: np.ndarray | None = None
-        if R is not None and s.hard_short_fraction is not None:
+        run: np.ndarray | None = None  # None with hard-short on and R_const: all zeros
+        if s.hard_short_fraction is not None and R_const is not None:
+            fIR = s.hard_short_fraction * I * R_const
+            below = v < (fIR if fIR > s.hard_short_floor_V else s.hard_short_floor_V)
+            # else every sample resets the run: it is 0 throughout (and 0 trips nothing)
+            if below.any() or s.hard_short_samples <= 0:
+                hits = np.cumsum(below)
+                reset_at = np.maximum.accumulate(np.where(below, -1, np.arange(L)))
+                run = np.where(reset_at >= 0, hits - hits[np.maximum(reset_at, 0)],
+                               self._short_run + hits)
+                first = min(first, earliest(run >= s.hard_short_samples))
+        elif R is not None and valid is not None and s.hard_short_fraction is not None:
             fIR = s.hard_short_fraction * I * R
             thr = np.where(fIR > s.hard_short_floor_V, fIR, s.hard_short_floor_V)  # max()
             below = valid & (v < thr)
@@ -155,19 +175,24 @@ class FailureDetector:
             run = np.where(reset_at >= 0, hits - hits[np.maximum(reset_at, 0)],
                            self._short_run + hits)
             first = min(first, earliest(valid & (run >= s.hard_short_samples)))
+        run_zero = run is None and s.hard_short_fraction is not None and R_const is not None
         if s.divergence_V is not None:
             limit: np.ndarray | float = s.divergence_V
-            if R is not None:
-                aIR = s.divergence_asr_factor * I * R
-                limit = np.where(valid & (aIR < s.divergence_V), aIR, s.divergence_V)  # min()
+            if R_const is not None:
+                aIR = s.divergence_asr_factor * I * R_const
+                limit = aIR if aIR < s.divergence_V else s.divergence_V  # min()
+            elif R is not None and valid is not None:
+                aIR_a = s.divergence_asr_factor * I * R
+                limit = np.where(valid & (aIR_a < s.divergence_V), aIR_a, s.divergence_V)
             first = min(first, earliest(v > limit))
         mas: np.ndarray | None = None
         ma_from = 0
         if s.sudden_drop_fraction is not None:
-            ext = np.concatenate([np.fromiter(self._ma, float, len(self._ma)), v])
-            ma_from = max(0, 5 - 1 - len(self._ma))  # first j with a full 5-sample window
+            n_ma = len(self._ma)
+            ext = np.concatenate([np.fromiter(self._ma, float, n_ma), v]) if n_ma else v
+            ma_from = max(0, 5 - 1 - n_ma)  # first j with a full 5-sample window
             if ma_from < L:
-                a = len(self._ma) + ma_from - 4  # ext index where the first window starts
+                a = n_ma + ma_from - 4  # ext index where the first window starts
                 M = L - ma_from
                 # summed oldest first, as sum(deque) / 5 does: the same rounding
                 mas = ((((ext[a:a + M] + ext[a + 1:a + 1 + M]) + ext[a + 2:a + 2 + M])
@@ -175,14 +200,23 @@ class FailureDetector:
                 h0 = len(self._ma_hist)
                 hist = np.concatenate([np.full(10, -np.inf),
                                        np.fromiter(self._ma_hist, float, h0), mas])
-                # max of the (up to) 10 MA values before each new one
-                hmax = hist[h0:h0 + M].copy()
-                for lag in range(1, 10):
-                    np.maximum(hmax, hist[h0 + lag:h0 + lag + M], out=hmax)
-                runs = (run if run is not None else np.full(L, self._short_run))[ma_from:]
-                drop = ((cnt[ma_from:] > 10) & (h0 + np.arange(len(mas)) > 0) & (runs == 0)
-                        & (mas < (1 - s.sudden_drop_fraction) * hmax))
-                first = min(first, ma_from + earliest(drop))
+                c = 1 - s.sudden_drop_fraction
+                # Pre-test: each drop threshold c·max(10 MAs before) is at most c times the
+                # largest MA in all those windows (c >= 0 keeps the order), so if no MA is below
+                # that, none can be below its own threshold: nothing to compute
+                if c < 0.0 or bool((mas < c * hist[h0:h0 + M + 9].max()).any()):
+                    # max of the (up to) 10 MA values before each new one
+                    hmax = hist[h0:h0 + M].copy()
+                    for lag in range(1, 10):
+                        np.maximum(hmax, hist[h0 + lag:h0 + lag + M], out=hmax)
+                    if run is not None:
+                        runs: np.ndarray = run[ma_from:]
+                    else:
+                        runs = np.full(L - ma_from, 0 if run_zero else self._short_run)
+                    cnt = c0 + 1 + np.arange(ma_from, L)  # len(self._seg_vals) with sample j
+                    drop = ((cnt > 10) & (h0 + np.arange(len(mas)) > 0) & (runs == 0)
+                            & (mas < c * hmax))
+                    first = min(first, ma_from + earliest(drop))
         d: np.ndarray | None = None
         has_prev = self._prev is not None
         spikes: np.ndarray | None = None
@@ -195,8 +229,9 @@ class FailureDetector:
                 spike = d < -s.noise_sigma * self.sigma_ref
                 if not has_prev:
                     spike[0] = False
-                spikes = self._spikes + np.cumsum(spike)
-                first = min(first, earliest(spike & (spikes >= s.noise_spikes)))
+                if spike.any():  # else the count stays where it is
+                    spikes = self._spikes + np.cumsum(spike)
+                    first = min(first, earliest(spike & (spikes >= s.noise_spikes)))
         k = first
         if k == 0:
             return 0
@@ -206,6 +241,8 @@ class FailureDetector:
         self._seg_vals.extend(head)
         if run is not None:
             self._short_run = int(run[k - 1])
+        elif run_zero:
+            self._short_run = 0
         if s.sudden_drop_fraction is not None:
             self._ma.extend(head)
             if mas is not None and k > ma_from:
@@ -213,7 +250,7 @@ class FailureDetector:
         if d is not None:
             if spikes is not None:
                 self._spikes = int(spikes[k - 1])
-            else:
+            elif self.sigma_ref is None:
                 self.sigma_samples.extend(d[0 if has_prev else 1:k].tolist())
         self._prev = head[-1]
         return k

@@ -184,6 +184,60 @@ def test_closed_form_chunks_equal_per_step_euler() -> None:
     np.testing.assert_allclose(run(False, 2e-4)[0], run(True, 2e-4)[0], rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("noise_V", [0.0, 2e-4])
+@pytest.mark.parametrize(
+    ("make", "j_voids", "n_voids"),
+    [(lambda n: NaKHalfCell(k_wt_pct=80.0, noise_V=n, seed=5), 0.8, 200),
+     (lambda n: NaSymmetricCell(noise_V=n, seed=5, pressure_MPa=1.0), 1.5, 30)],
+    ids=["nak_half", "na_sym"],
+)
+def test_rest_steps_equal_per_step_euler(
+    make: object, j_voids: float, n_voids: int, noise_V: float
+) -> None:
+    """step(0, dt), as an EIS sweep calls it once per frequency, takes the rest shortcut and
+    must give the per-step Euler path's voltages and state bit for bit, voids relaxing and
+    noise stream included; the shortcut must really be taken, and a short leaves it."""
+    durations = [0.5, 0.5, 2.1, 21.0, 210.0, 2100.0] * 3
+
+    def run(force_slow: bool) -> tuple[list[float], CellState, int]:
+        cell = make(noise_V)  # type: ignore[operator]
+        slow_calls = 0
+        slow_step = cell._slow_step
+
+        def counting(j: float, dt: float) -> float:
+            nonlocal slow_calls
+            slow_calls += 1
+            return slow_step(j, dt)
+
+        def rest(dur: float) -> float:
+            cell._force_slow = force_slow  # only the rests differ between the two runs
+            v = cell.step(0.0, dur)
+            cell._force_slow = False
+            return float(v)
+
+        cell._slow_step = counting  # type: ignore[method-assign]
+        cell.run_constant_current(_amps(j_voids), 1.0, n_voids)  # above j_c: voids open
+        phi0 = max(cell.phi)
+        assert phi0 > 0.0 and not cell.shorted
+        out = [rest(0.5)]
+        assert 0.0 < max(cell.phi) < phi0  # relaxation really exercised
+        for k, dur in enumerate(durations):
+            out.append(rest(dur))
+            if k == 5:  # the composition moves between sweeps: the cached OCV must follow
+                cell.run_constant_current(_amps(0.1), 1.0, 50)
+        before_short = slow_calls
+        cell.inject_short()
+        out += [rest(0.5), rest(2.1)]
+        assert slow_calls == before_short + 2  # shorted: the electronic path is the slow path's
+        return out, cell.state, slow_calls
+
+    v_fast, s_fast, slow_fast = run(False)
+    v_slow, s_slow, slow_slow = run(True)
+    assert v_fast == v_slow
+    assert s_fast == s_slow
+    assert slow_slow - slow_fast == 1 + len(durations)  # every rest before the short was fast
+
+
 def test_voltage_limit_stops_and_state_is_consistent() -> None:
     cell = NaKHalfCell(k_wt_pct=65.0, noise_V=0.0)
     V = cell.run_constant_current(_amps(0.25), 1.0, 10_000, None, 0.02)
