@@ -266,6 +266,8 @@ class SimulatedCell:
         T = self.temperature_C + 273.15
         T_ref = p.T_ref_C + 273.15
         self._rest_ocv_key = None  # the cached rest voltage may depend on what changes here
+        self._eligible_key: tuple[float, ...] | None = None  # j_c changes here
+        self._eligible_ok = False
         for e in self._el:
             if e.material == "Na":
                 R0, jc, tau = na_metal_defaults(self.pressure_MPa)
@@ -379,8 +381,8 @@ class SimulatedCell:
         x_k = n_k / (n_k + n_na)
         x_na = 1.0 - x_k
         ln_gamma = x_k**2 * (pdg.RK_L0 + pdg.RK_L1 * (3.0 * x_na - x_k)) / self._RT_L
-        with np.errstate(divide="ignore"):
-            E = -self._RT_F * (np.log(x_na) + ln_gamma)
+        # no errstate needed (it costs more than the log): wc <= _W_CAP < 1 keeps x_na > 0
+        E = -self._RT_F * (np.log(x_na) + ln_gamma)
         return np.maximum(A, p.area_floor), E
 
     @staticmethod
@@ -558,6 +560,9 @@ class SimulatedCell:
             return False
         if j == 0.0:
             return True
+        key = (j, self.q[0], self.q[1], self.phi[0], self.phi[1])
+        if key == self._eligible_key:  # the last chunk already evaluated this very state
+            return self._eligible_ok
         A1, A2 = self._state_areas(j)
         return abs(j) / A1 <= self._jc[0] and abs(j) / A2 <= self._jc[1]
 
@@ -602,6 +607,14 @@ class SimulatedCell:
         if not isinstance(V, np.ndarray) or V.shape != (m,):
             V = np.full(m, float(V))
         self._commit(m, q1, q2, phi1, phi2, dt)
+        if j != 0.0 and m == n:
+            # The next poll of the same step asks `_fast_eligible` about exactly the state just
+            # committed, whose areas are A[m] here: the same IEEE operations on the same q and
+            # φ as `_area_scalar`, so the answer is the scalar test's, at no extra cost.
+            a1 = float(A1[m]) if isinstance(A1, np.ndarray) else A1
+            a2 = float(A2[m]) if isinstance(A2, np.ndarray) else A2
+            self._eligible_key = (j, self.q[0], self.q[1], self.phi[0], self.phi[1])
+            self._eligible_ok = abs(j) / a1 <= self._jc[0] and abs(j) / a2 <= self._jc[1]
         return V
 
     def _commit(

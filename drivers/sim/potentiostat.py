@@ -184,8 +184,11 @@ class SimulatedChannel:
             self._finish("time")
         if not parts_t:
             return PointBatch.empty()
-        t = np.concatenate(parts_t)
-        return PointBatch(t, np.concatenate(parts_E), np.full(len(t), current_A))
+        if len(parts_t) == 1:  # the usual poll: no concatenation to pay for
+            t, E = parts_t[0], parts_E[0]
+        else:
+            t, E = np.concatenate(parts_t), np.concatenate(parts_E)
+        return PointBatch(t, E, np.full(len(t), current_A))
 
     def _advance_voltage(self, tech: ConstantVoltage, target: float) -> PointBatch:
         assert self.cell is not None
