@@ -18,7 +18,7 @@ import datetime as dt
 import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
@@ -111,7 +111,12 @@ class Recorder:
         self.engine = engine
         self.flush_interval_s = flush_interval_s
         self.max_buffer_rows = max_buffer_rows
-        self._points: list[Sequence[Any]] = []
+        self._points: list[Sequence[Any]] = []  # rows already shaped (add_rows)
+        # add_points batches, kept as numpy blocks until a flush turns them into rows: a
+        # buffer of ~20k live row tuples made the cyclic GC rescan them on every collection,
+        # which cost more than building the tuples
+        self._chunks: list[tuple[int, np.ndarray, np.ndarray | float | None]] = []
+        self._chunk_rows = 0
         self._eis: list[Sequence[Any]] = []
         self._last_flush = time.monotonic()
         self._postgres = engine.dialect.name == "postgresql"
@@ -344,20 +349,45 @@ class Recorder:
         n = len(t_s)
         if n == 0:
             return
-        if P_MPa is None or isinstance(P_MPa, float):
-            p: Iterable[Any] = repeat(P_MPa, n)
-        else:
-            p = P_MPa.tolist()
-        self._points += zip(
-            repeat(step_id, n), t_s.tolist(), E_V.tolist(), I_mA.tolist(), Q_mAh.tolist(), p
-        )
-        if len(self._points) >= self.max_buffer_rows or (
+        # one copy of the four columns (the caller may reuse its arrays before the flush)
+        block = np.array((t_s, E_V, I_mA, Q_mAh), dtype=float)
+        p = P_MPa if P_MPa is None or isinstance(P_MPa, float) else np.array(P_MPa, dtype=float)
+        self._chunks.append((step_id, block, p))
+        self._chunk_rows += n
+        if self._buffered() >= self.max_buffer_rows or (
             time.monotonic() - self._last_flush >= self.flush_interval_s
         ):
             self.flush()
 
+    def _buffered(self) -> int:
+        return len(self._points) + self._chunk_rows
+
+    def _take_points(self) -> list[Sequence[Any]]:
+        """The buffered point rows as POINT_COLUMNS tuples, in arrival order; empties the buffer.
+
+        The tuples hold exactly what `ndarray.tolist()` gives per column (Python floats) and the
+        pressure as passed (None or NaN stay as they are: NULL in the database), as when rows
+        were built per poll.
+        """
+        rows = self._points
+        if self._chunks:
+            chunks = self._chunks
+            cols = np.concatenate([b for _, b, _ in chunks], axis=1).tolist()
+            sids = chain.from_iterable(repeat(sid, b.shape[1]) for sid, b, _ in chunks)
+            ps = chain.from_iterable(
+                p.tolist() if isinstance(p, np.ndarray) else repeat(p, b.shape[1])
+                for _, b, p in chunks
+            )
+            rows = rows + list(zip(sids, *cols, ps)) if rows else list(zip(sids, *cols, ps))
+        self._points = []
+        self._chunks = []
+        self._chunk_rows = 0
+        return rows
+
     def add_rows(self, rows: Sequence[Sequence[Any]]) -> None:
         """Buffer point rows already shaped as POINT_COLUMNS tuples (bulk import path)."""
+        if self._chunks:  # keep arrival order
+            self._points = self._take_points()
         self._points.extend(rows)
         self.maybe_flush()
 
@@ -370,8 +400,8 @@ class Recorder:
 
     def maybe_flush(self) -> None:
         """Flush if a second has passed since the last commit or the buffer is large."""
-        if len(self._points) >= self.max_buffer_rows or (
-            (self._points or self._eis)
+        if self._buffered() >= self.max_buffer_rows or (
+            (self._points or self._chunks or self._eis)
             and time.monotonic() - self._last_flush >= self.flush_interval_s
         ):
             self.flush()
@@ -381,10 +411,14 @@ class Recorder:
         self._flush()
 
     def _flush(self, step_end: tuple[int, str, str | None, float] | None = None) -> None:
-        if self._points or self._eis or step_end is not None:
-            self._write(self._points, self._eis, step_end)
-            self.rows_written += len(self._points) + len(self._eis)
-            self._points = []
+        if self._points or self._chunks or self._eis or step_end is not None:
+            points = self._take_points()
+            try:
+                self._write(points, self._eis, step_end)
+            except BaseException:
+                self._points = points  # not acknowledged: still buffered, as before
+                raise
+            self.rows_written += len(points) + len(self._eis)
             self._eis = []
         self._last_flush = time.monotonic()
 
