@@ -337,7 +337,8 @@ class SimulatedCell:
         overhead dominates: q is linear in the step index and w monotonic in q, so each
         clip/where/max is decided from the chunk's two end values and skipped when it cannot
         change anything (the arithmetic that remains is the same, value for value). A Na-metal
-        electrode with no voids returns scalars (A = 1, E = 0), broadcast by the caller.
+        electrode with no voids returns scalars (A = 1, E = 0), and a NaK electrode on the
+        plating side with no voids a scalar A; the caller broadcasts them.
         """
         e = self._el[i]
         p = self.params
@@ -363,14 +364,19 @@ class SimulatedCell:
         else:
             theta = None  # fs_k = fs_na = 0 everywhere: θ = 0
         span = wmax - e.w0
-        if span > 1e-9:
-            x = (w - e.w0) / span
-            if w_lo < e.w0 or w_hi > wmax:
-                x = np.clip(x, 0.0, 1.0)
+        if span > 1e-9 and w_hi <= e.w0:
+            # the plating side (w never above w0 in the chunk): x clips to 0 everywhere, so
+            # d = 0 and A·(1 − d) is A itself; A then stays a scalar unless φ or θ vary
+            pass
         else:
-            x = (w > e.w0).astype(float)
-        d = p.dewet_max * x * x
-        A = A * (1.0 - d)
+            if span > 1e-9:
+                x = (w - e.w0) / span
+                if w_lo < e.w0 or w_hi > wmax:
+                    x = np.clip(x, 0.0, 1.0)
+            else:
+                x = (w > e.w0).astype(float)
+            d = p.dewet_max * x * x
+            A = A * (1.0 - d)
         if theta is not None:
             A = A * (1.0 - theta)
         top = min(wmax, _W_CAP)
