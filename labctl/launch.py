@@ -7,6 +7,7 @@ touched. This is the layer the CLI calls; tests call it directly too.
 
 from __future__ import annotations
 
+import gc
 import getpass
 import os
 from collections.abc import Callable
@@ -114,8 +115,15 @@ def launch(
     contexts = _open_runs(prepared, station, recorder, operator, seed, on_progress)
     if on_start is not None:
         on_start([c.run_id for c in contexts], engine)
-    outcomes = run_protocol(list(zip(contexts, prepared.protocols)),
-                            housekeeping=_housekeeping(contexts, recorder))
+    # Everything alive now (modules, protocol, station) lives as long as the run: park it in
+    # the collector's permanent generation so full collections during a long run do not
+    # rescan it every time; hand it back afterwards.
+    gc.freeze()
+    try:
+        outcomes = run_protocol(list(zip(contexts, prepared.protocols)),
+                                housekeeping=_housekeeping(contexts, recorder))
+    finally:
+        gc.unfreeze()
     result = LaunchResult(outcomes)
     for out in outcomes:
         recorder.store_results(
