@@ -111,6 +111,8 @@ def launch(
     station = (connect_station(spec, prepared.cells) if spec is not None
                else build_sim_station(prepared.cells, seed=seed, faults=faults))
     recorder = Recorder(engine)
+    if notifier is not None:
+        recorder.observers.append(notifier.on_event)
     recorder.reconcile_stale_runs()
     contexts = _open_runs(prepared, station, recorder, operator, seed, on_progress)
     if on_start is not None:

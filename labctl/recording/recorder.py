@@ -109,6 +109,8 @@ class Recorder:
         self, engine: Engine, flush_interval_s: float = 1.0, max_buffer_rows: int = 20_000
     ) -> None:
         self.engine = engine
+        # called with (run_id, kind, message, severity) after each event is committed
+        self.observers: list[Callable[[int, str, str, str], None]] = []
         self.flush_interval_s = flush_interval_s
         self.max_buffer_rows = max_buffer_rows
         self._points: list[Sequence[Any]] = []  # rows already shaped (add_rows)
@@ -463,10 +465,19 @@ class Recorder:
                 copy.write_row(row)
 
     # ---- events and results --------------------------------------------------------------
-    @_db_write
     def event(
         self, run_id: int, kind: str, message: str, *, step_id: int | None = None,
         t_s: float | None = None, severity: str = "info", data: dict[str, Any] | None = None,
+    ) -> None:
+        """Record an event (committed at once), then tell the observers (e.g. notifications)."""
+        self._insert_event(run_id, kind, message, step_id, t_s, severity, data)
+        for observer in self.observers:
+            observer(run_id, kind, message, severity)
+
+    @_db_write
+    def _insert_event(
+        self, run_id: int, kind: str, message: str, step_id: int | None, t_s: float | None,
+        severity: str, data: dict[str, Any] | None,
     ) -> None:
         with self.engine.begin() as conn:
             if self._raw:

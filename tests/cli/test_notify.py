@@ -45,6 +45,9 @@ def test_run_end_is_notified(webhook: tuple[str, list[dict[str, str]]], tmp_path
     ends = [m for m in received if f"run {out.run_id} completed" in m["title"]]
     assert len(ends) == 1
     assert "ccd_mA_cm2 = 3.2" in ends[0]["message"]
+    # the detector trip that ended the ramp was sent as it happened, before the run's end
+    trips = [i for i, m in enumerate(received) if f"run {out.run_id}: detector" in m["title"]]
+    assert trips and trips[0] < received.index(ends[0])
 
 
 def test_bad_notification_url_is_refused_before_any_run(tmp_path: Path) -> None:
