@@ -13,12 +13,12 @@ Prints both rates and, as its last line, `recorder/raw = 0.xx`.
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import raw_sqlite  # benchmarks/raw_sqlite.py: the shared baseline
 
 from labctl.recording.database import open_database
 from labctl.recording.recorder import Recorder
@@ -56,23 +56,11 @@ def bench_recorder(path: Path, cols: dict[str, np.ndarray], batch: int) -> float
 
 
 def bench_raw(path: Path, cols: dict[str, np.ndarray], batch: int) -> float:
-    con = sqlite3.connect(path)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=NORMAL")
-    con.execute("CREATE TABLE point (id INTEGER PRIMARY KEY, step_id INTEGER NOT NULL, "
-                "t_s FLOAT NOT NULL, E_V FLOAT NOT NULL, I_mA FLOAT NOT NULL, "
-                "Q_mAh FLOAT NOT NULL, P_MPa FLOAT)")
-    con.execute("CREATE INDEX ix_point_step_id ON point (step_id)")
-    con.commit()
+    con = raw_sqlite.connect(path)
     n = len(cols["t_s"])
     rows = list(zip([1] * n, *(cols[k].tolist() for k in ("t_s", "E_V", "I_mA", "Q_mAh",
                                                            "P_MPa"))))
-    sql = "INSERT INTO point (step_id, t_s, E_V, I_mA, Q_mAh, P_MPa) VALUES (?,?,?,?,?,?)"
-    t0 = time.perf_counter()
-    for i in range(0, n, batch):
-        con.executemany(sql, rows[i:i + batch])
-        con.commit()
-    elapsed = time.perf_counter() - t0
+    elapsed = raw_sqlite.timed_inserts(con, raw_sqlite.POINT_INSERT, rows, batch)
     con.close()
     return elapsed
 
