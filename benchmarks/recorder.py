@@ -5,7 +5,8 @@ Writes N points (default 1,000,000) into a fresh WAL-mode SQLite file twice:
     every BATCH rows;
   * through the standard library's sqlite3 `executemany` with pre-built tuples (the most
     favourable case for the baseline), committing every BATCH rows into an identical table.
-Prints both rates and, as its last line, `recorder/raw = 0.xx`.
+Each is run --repeat times (default 3), interleaved; the medians are compared. Prints both
+rates and, as its last line, `recorder/raw = 0.xx`.
 
     python benchmarks/recorder.py [--points N] [--batch B]
 """
@@ -13,6 +14,7 @@ Prints both rates and, as its last line, `recorder/raw = 0.xx`.
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -69,15 +71,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=1_000_000)
     ap.add_argument("--batch", type=int, default=20_000)
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="raw/recorder pairs, interleaved; medians are compared (this VM's "
+                         "speed drifts by tens of percent between seconds)")
     args = ap.parse_args()
     cols = columns(args.points)
+    raws, recs = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        raw = bench_raw(Path(tmp) / "raw.db", cols, args.batch)
-        rec = bench_recorder(Path(tmp) / "labctl.db", cols, args.batch)
+        for k in range(args.repeat):
+            raws.append(bench_raw(Path(tmp) / f"raw{k}.db", cols, args.batch))
+            recs.append(bench_recorder(Path(tmp) / f"labctl{k}.db", cols, args.batch))
     n = args.points
-    print(f"points: {n:,}  batch: {args.batch:,}")
-    print(f"raw sqlite3 executemany: {n / raw:,.0f} rows/s ({raw:.2f} s)")
-    print(f"labctl Recorder:         {n / rec:,.0f} rows/s ({rec:.2f} s)")
+    raw, rec = statistics.median(raws), statistics.median(recs)
+    print(f"points: {n:,}  batch: {args.batch:,}  repeats: {args.repeat}")
+    print(f"raw sqlite3 executemany: {n / raw:,.0f} rows/s (median {raw:.2f} s; "
+          f"{', '.join(f'{x:.2f}' for x in raws)})")
+    print(f"labctl Recorder:         {n / rec:,.0f} rows/s (median {rec:.2f} s; "
+          f"{', '.join(f'{x:.2f}' for x in recs)})")
     print(f"recorder/raw = {raw / rec:.2f}")
 
 
