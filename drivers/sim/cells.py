@@ -140,6 +140,12 @@ class CellParameters:
     microshort_R_range: tuple[float, float] = (20.0, 300.0)
     noise_V: float = 2e-4
     inductance_H: float = 1e-7
+    # stack mechanics, felt by the spring frame: Na metal creeps out of the stack under load
+    # (Spencer Jolly 2020), thinning each Na-metal electrode towards creep_um_per_MPa·P with
+    # time constant tau_creep_s (irreversibly); moving Na changes Na-metal thickness by
+    # NA_UM_PER_MAH_CM2 per mAh/cm². NaK sits in carbon cloth, whose thickness does not change.
+    creep_um_per_MPa: float = 0.5
+    tau_creep_s: float = 6 * 3600.0
     # per-electrode overrides (None = calibrated default)
     R_int0_we: float | None = None
     j_c_we: float | None = None
@@ -193,6 +199,10 @@ def _zarc(omega: np.ndarray, R: float, tau: float, n: float) -> np.ndarray:
     return R / (1.0 + (1j * omega * tau) ** n)
 
 
+#: 1 mAh/cm² of Na = 3.731e-5 mol/cm² × 23.78 cm³/mol (Na molar volume) = 8.87 µm of Na metal
+NA_UM_PER_MAH_CM2 = 8.87
+
+
 class SimulatedCell:
     """Generic two-electrode twin (any Na/NaK pairing); the named subclasses fix the pairing.
 
@@ -224,6 +234,8 @@ class SimulatedCell:
         self.shorted: bool = False
         self.R_short: float = p.R_short
         self.time_s: float = 0.0
+        self._creep_um = 0.0  # creep thinning of each Na-metal electrode so far
+        self._creep_t = 0.0  # cell time up to which creep is integrated
         self._last_j: float = 0.0
         seeds = np.random.SeedSequence(p.seed).spawn(2)
         self._rng_noise = np.random.default_rng(seeds[0])
@@ -295,6 +307,23 @@ class SimulatedCell:
             self._w_max = pdg.w_max(self.temperature_C)
             self._w_min = pdg.w_min(self.temperature_C)
             self._window_T = self.temperature_C
+
+    def thinning_um(self) -> float:
+        """How much thinner the stack is than at assembly (µm; negative = thicker).
+
+        The simulated spring frame reads this to let its force drift as the cell thins. Creep is
+        integrated lazily up to the cell's time at the pressure it feels now.
+        """
+        p = self.params
+        dt = self.time_s - self._creep_t
+        self._creep_t = self.time_s
+        target = p.creep_um_per_MPa * self.pressure_MPa
+        if dt > 0 and self._creep_um < target:
+            self._creep_um = target + (self._creep_um - target) * math.exp(-dt / p.tau_creep_s)
+        metal = [i for i in (0, 1) if not self._el[i].is_nak]
+        # q[i] > 0: Na stripped from electrode i (thinner); < 0: plated onto it (thicker)
+        transfer = sum(NA_UM_PER_MAH_CM2 * self.q[i] for i in metal)
+        return len(metal) * self._creep_um + transfer
 
     def set_pressure(self, pressure_MPa: float) -> None:
         """Stack pressure now: changes R_int0, j_c and τ_close of Na-metal electrodes only."""
