@@ -331,6 +331,24 @@ def test_invalid_protocol_is_located(
     assert hits[0].col >= 1
 
 
+@pytest.mark.parametrize(("label", "text", "fragment", "cell"), CASES, ids=[c[0] for c in CASES])
+def test_labctl_run_refuses_before_touching_anything(
+    label: str, text: str, fragment: str, cell: Path | None, write: Callable[..., Path],
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The same file given to `labctl run --sim`: exit 2, located line, no database touched
+    (so certainly no run or step row), nothing sent to an instrument."""
+    from labctl.cli import main
+
+    path = write(text)
+    db = tmp_path / "never.db"
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(path), "--cell", str(cell or NA), "--sim", "--db", f"sqlite:///{db}"])
+    assert exit_.value.code == 2, label
+    assert f"{path}:{_marked_line(text)}:" in capsys.readouterr().err
+    assert not db.exists()
+
+
 def test_all_errors_are_collected(write: Callable[..., Path]) -> None:
     text = (
         H + "  - kind: rest\n    duration: 0 s\n  - kind: galvanostatic\n    current: 1 mAh\n"
