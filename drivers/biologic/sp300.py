@@ -107,17 +107,6 @@ _TIMEBASE_S = {
 }
 _MAX_LIMIT_STEPS = 20  # CPLIMIT/CALIMIT parameter arrays hold 20 steps
 
-# TechniqueId values easy-biologic's parser knows; CPLIMIT (155) is missing from its enum.
-_PARSE_ID = {
-    "ocv": 100,
-    "ca": 101,
-    "cp": 102,
-    "cv": 103,
-    "peis": 104,
-    "geis": 107,
-    "calimit": 157,
-    "cplimit": 102,
-}
 # What the DLL reports in DataInfo.TechniqueID for each technique we load.
 _DLL_ID = {
     "ocv": 100,
@@ -129,6 +118,9 @@ _DLL_ID = {
     "calimit": 157,
     "cplimit": 155,
 }
+# The TechniqueId easy-biologic's parser is given: the same, except that its enum lacks CPLIMIT
+# (155), whose rows have CP's layout.
+_PARSE_ID = {**_DLL_ID, "cplimit": _DLL_ID["cp"]}
 
 _STATE_RUN = 1
 _IRANGE_AUTO = 12
