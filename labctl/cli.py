@@ -42,6 +42,16 @@ DbOption = Annotated[
     str | None,
     typer.Option("--db", help="Database URL (default: LABCTL_DB, else the embedded SQLite file)."),
 ]
+# options shared by the commands that start runs (run, campaign)
+SimOption = Annotated[bool, typer.Option("--sim", help="Run on the simulated bench.")]
+StationOption = Annotated[Path | None, typer.Option(
+    "--station", help="Station file naming the real instruments (see labctl.station_file).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+OperatorOption = Annotated[str | None, typer.Option(help="Who is running this.")]
+SeedOption = Annotated[int, typer.Option(help="Random seed of the simulated bench.")]
+NotifyOption = Annotated[list[str] | None, typer.Option(
+    "--notify", help="apprise URL to tell when a run ends or trips (repeatable), e.g. "
+                     "mailto://..., slack://..., json://host/path.")]
 
 
 class UserError(Exception):
@@ -61,34 +71,66 @@ def run(
     protocol: Annotated[Path, typer.Argument(help="Protocol YAML file.")],
     cell: Annotated[list[Path], typer.Option("--cell", help="Cell description YAML (repeat "
                                                             "for several channels).")],
-    sim: Annotated[bool, typer.Option("--sim", help="Run on the simulated bench.")] = False,
-    station: Annotated[Path | None, typer.Option(
-        "--station", help="Station file naming the real instruments (see labctl.station_file)."
-    )] = None,
+    sim: SimOption = False,
+    station: StationOption = None,
     db: DbOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    operator: Annotated[str | None, typer.Option(help="Who is running this.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed of the simulated bench.")] = 0,
-    notify: Annotated[list[str] | None, typer.Option(
-        "--notify", help="apprise URL to tell when a run ends or trips (repeatable), e.g. "
-                         "mailto://..., slack://..., json://host/path.")] = None,
+    as_json: JsonOption = False,
+    operator: OperatorOption = None,
+    seed: SeedOption = 0,
+    notify: NotifyOption = None,
 ) -> None:
     """Run PROTOCOL on one or more cells and record everything to the database."""
     from labctl.launch import launch
-    from labctl.progress import LiveProgress
 
+    _check_where(sim, station, [protocol, *cell])
+    _launch_and_report(lambda **kw: launch(protocol, list(cell), **kw), sim=sim,
+                       station=station, db=db, as_json=as_json, operator=operator, seed=seed,
+                       notify=notify)
+
+
+@app.command()
+def campaign(
+    file: Annotated[Path, typer.Argument(help="Campaign YAML: (protocol, cell) pairs.")],
+    sim: SimOption = False,
+    station: StationOption = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+    operator: OperatorOption = None,
+    seed: SeedOption = 0,
+    notify: NotifyOption = None,
+) -> None:
+    """Run a campaign: several protocols on several cells at once, one channel each."""
+    from labctl.campaign import load_campaign
+    from labctl.launch import launch_runs, prepare_runs
+
+    _check_where(sim, station, [file])
+    _, pairs = load_campaign(file)
+    prepared = prepare_runs(pairs)
+    _launch_and_report(lambda **kw: launch_runs(prepared, **kw), sim=sim, station=station,
+                       db=db, as_json=as_json, operator=operator, seed=seed, notify=notify)
+
+
+def _check_where(sim: bool, station: Path | None, files: list[Path]) -> None:
+    """Exactly one of --sim / --station, and every named file exists."""
     if sim == (station is not None):
         raise UserError("say where to run: --sim for the simulated bench, or --station FILE "
                         "naming the real instruments (not both)")
-    for path in [protocol, *cell, *([station] if station else [])]:
+    for path in [*files, *([station] if station else [])]:
         if not path.is_file():
             raise UserError(f"{path}: no such file")
+
+
+def _launch_and_report(start: Any, *, sim: bool, station: Path | None, db: str | None,
+                       as_json: bool, operator: str | None, seed: int,
+                       notify: list[str] | None) -> None:
+    """Start the runs with live progress on a terminal; print the outcome (or one JSON)."""
+    from labctl.progress import LiveProgress
+
     live = LiveProgress(out, enabled=not as_json and out.is_terminal)
     with live:
-        result = launch(protocol, list(cell), sim=sim, station_path=station, db_url=db,
-                        operator=operator, seed=seed,
-                        on_progress=live.update, on_start=live.start,
-                        on_plan=live.set_estimate, notify=notify)
+        result = start(sim=sim, station_path=station, db_url=db, operator=operator, seed=seed,
+                       on_progress=live.update, on_start=live.start,
+                       on_plan=live.set_estimate, notify=notify)
     runs = [
         {"run_id": o.run_id, "status": o.status, "end_reason": o.end_reason,
          "results": result.results.get(o.run_id, {})}

@@ -46,10 +46,12 @@ class LaunchError(RuntimeError):
 
 
 @dataclass
-class Prepared:
+class PreparedRun:
+    """One channel's work: a validated protocol resolved against its cell."""
+
     document: ProtocolDocument
-    cells: list[CellSpec]
-    protocols: list[ResolvedProtocol]  # resolved per cell: areal values depend on the cell
+    cell: CellSpec
+    protocol: ResolvedProtocol  # resolved per cell: areal values depend on the cell
 
 
 @dataclass
@@ -58,35 +60,49 @@ class LaunchResult:
     results: dict[int, dict[str, float | str | None]] = field(default_factory=dict)
 
 
-def prepare(protocol_path: str | Path, cell_paths: list[str | Path]) -> Prepared:
-    """Validate the protocol once and resolve it against every cell.
+def prepare_runs(pairs: list[tuple[str | Path, str | Path]]) -> list[PreparedRun]:
+    """Validate every (protocol, cell) pair; each distinct file is parsed once.
 
-    Raises ProtocolError listing every problem in the protocol and the cells together.
+    Raises ProtocolError listing every problem in every protocol and cell together.
     """
     errors: list[LocatedError] = []
-    doc: ProtocolDocument | None = None
-    try:
-        doc = load_protocol(protocol_path)
-    except ProtocolError as exc:
-        errors.extend(exc.errors)
-    cells: list[CellSpec] = []
-    protocols: list[ResolvedProtocol] = []
-    for p in cell_paths:
+    docs: dict[Path, ProtocolDocument | None] = {}
+    cells: dict[Path, CellSpec | None] = {}
+
+    def loaded(cache: dict[Path, Any], path: str | Path, load: Callable[[Path], Any]) -> Any:
+        key = Path(path).resolve()
+        if key not in cache:
+            try:
+                cache[key] = load(Path(path))
+            except ProtocolError as exc:
+                cache[key] = None
+                errors.extend(e for e in exc.errors if e not in errors)
+        return cache[key]
+
+    runs: list[PreparedRun] = []
+    for protocol_path, cell_path in pairs:
+        doc = loaded(docs, protocol_path, load_protocol)
+        cell = loaded(cells, cell_path, load_cell)
+        if doc is None or cell is None:
+            continue
         try:
-            cell = load_cell(p)
-            if doc is not None:
-                protocols.append(resolve(doc, cell))
-            cells.append(cell)
+            runs.append(PreparedRun(doc, cell, resolve(doc, cell)))
         except ProtocolError as exc:
             errors.extend(e for e in exc.errors if e not in errors)
-    if errors or doc is None:
+    if errors:
         raise ProtocolError(errors)
-    return Prepared(document=doc, cells=cells, protocols=protocols)
+    return runs
 
 
 def launch(
-    protocol_path: str | Path,
-    cell_paths: list[str | Path],
+    protocol_path: str | Path, cell_paths: list[str | Path], **options: Any
+) -> LaunchResult:
+    """Run one protocol on one channel per cell (see `launch_runs` for the options)."""
+    return launch_runs(prepare_runs([(protocol_path, c) for c in cell_paths]), **options)
+
+
+def launch_runs(
+    prepared: list[PreparedRun],
     *,
     sim: bool,
     station_path: str | Path | None = None,
@@ -99,17 +115,18 @@ def launch(
     on_plan: Callable[[float], None] | None = None,
     notify: list[str] | None = None,
 ) -> LaunchResult:
-    prepared = prepare(protocol_path, cell_paths)
+    """Run prepared (protocol, cell) pairs concurrently, one channel each, and record them."""
     notifier = Notifier(notify) if notify else None  # a bad URL is refused before any run
     if on_plan is not None:
-        on_plan(plan_total(plan(prepared.protocols[0])).duration_s)
+        on_plan(max(plan_total(plan(r.protocol)).duration_s for r in prepared))
     if not sim and station_path is None:
         raise LaunchError("say where to run: --sim for the simulated bench, or --station FILE "
                           "naming the real instruments")
     spec = load_station_spec(station_path) if station_path is not None and not sim else None
     engine = open_database(db_url)
-    station = (connect_station(spec, prepared.cells) if spec is not None
-               else build_sim_station(prepared.cells, seed=seed, faults=faults))
+    cells = [r.cell for r in prepared]
+    station = (connect_station(spec, cells) if spec is not None
+               else build_sim_station(cells, seed=seed, faults=faults))
     recorder = Recorder(engine)
     if notifier is not None:
         recorder.observers.append(notifier.on_event)
@@ -122,7 +139,7 @@ def launch(
     # rescan it every time; hand it back afterwards.
     gc.freeze()
     try:
-        outcomes = run_protocol(list(zip(contexts, prepared.protocols)),
+        outcomes = run_protocol([(ctx, r.protocol) for ctx, r in zip(contexts, prepared)],
                                 housekeeping=_housekeeping(contexts, recorder))
     finally:
         gc.unfreeze()
@@ -135,8 +152,8 @@ def launch(
         result.results[out.run_id] = dict(out.results)
     _run_analyses(engine, recorder, prepared, outcomes, result)
     if notifier is not None:
-        for out, cell in zip(outcomes, prepared.cells):
-            notifier.run_ended(out.run_id, cell.id, out.status, out.end_reason,
+        for out, run in zip(outcomes, prepared):
+            notifier.run_ended(out.run_id, run.cell.id, out.status, out.end_reason,
                                result.results[out.run_id])
     return result
 
@@ -150,13 +167,13 @@ def _unit(name: str) -> str:
 
 
 def _open_runs(
-    prepared: Prepared, station: Station, recorder: Recorder, operator: str | None, seed: int,
-    on_progress: Callable[[int, dict[str, Any]], None] | None,
+    prepared: list[PreparedRun], station: Station, recorder: Recorder, operator: str | None,
+    seed: int, on_progress: Callable[[int, dict[str, Any]], None] | None,
 ) -> list[ChannelContext]:
     contexts = []
-    doc = prepared.document
     t0 = station.clock.now()
-    for binding, protocol in zip(station.bindings, prepared.protocols):
+    for binding, run in zip(station.bindings, prepared):
+        doc, protocol = run.document, run.protocol
         cell_dict = binding.cell.model_dump(mode="json")
         cell_dict["area_cm2_resolved"] = binding.cell.area
         run_id = recorder.start_run(
@@ -236,13 +253,12 @@ def _housekeeping(
     return tick
 
 
-def _run_analyses(engine: Engine, recorder: Recorder, prepared: Prepared,
+def _run_analyses(engine: Engine, recorder: Recorder, prepared: list[PreparedRun],
                   outcomes: list[RunOutcome], result: LaunchResult) -> None:
-    """Run the protocol's end-of-run analyses (labctl.analysis) and merge their results."""
-    names = prepared.protocols[0].analyses
-    if not names:
-        return
+    """Run each protocol's end-of-run analyses (labctl.analysis) and merge their results."""
     from labctl.analysis.runner import analyze_run
 
-    for out in outcomes:
-        result.results[out.run_id].update(analyze_run(engine, recorder, out.run_id, names))
+    for out, run in zip(outcomes, prepared):
+        if run.protocol.analyses:
+            result.results[out.run_id].update(
+                analyze_run(engine, recorder, out.run_id, run.protocol.analyses))
