@@ -2,7 +2,7 @@
 
 `--sim` builds a simulated bench (drivers.sim): one virtual clock, a digital-twin cell per cell
 description, simulated SP-300 channels and pressure frames. Real stations are described by a
-station file (see `load_station`); labctl never guesses instrument addresses.
+station file (`labctl.station_file`); labctl never guesses instrument addresses.
 """
 
 from __future__ import annotations
