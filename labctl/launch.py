@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from sqlalchemy import Engine
 
@@ -94,10 +94,25 @@ def prepare_runs(pairs: list[tuple[str | Path, str | Path]]) -> list[PreparedRun
     return runs
 
 
+class LaunchOptions(TypedDict, total=False):
+    """Keyword options of `launch` and `launch_runs`."""
+
+    sim: Required[bool]
+    station_path: str | Path | None
+    db_url: str | None
+    operator: str | None
+    seed: int
+    faults: FaultPlan | None
+    on_progress: Callable[[int, dict[str, Any]], None] | None
+    on_start: Callable[[list[int], Engine], None] | None
+    on_plan: Callable[[float], None] | None
+    notify: list[str] | None
+
+
 def launch(
-    protocol_path: str | Path, cell_paths: list[str | Path], **options: Any
+    protocol_path: str | Path, cell_paths: list[str | Path], **options: Unpack[LaunchOptions]
 ) -> LaunchResult:
-    """Run one protocol on one channel per cell (see `launch_runs` for the options)."""
+    """Run one protocol on one channel per cell (options: see `launch_runs`)."""
     return launch_runs(prepare_runs([(protocol_path, c) for c in cell_paths]), **options)
 
 
