@@ -12,8 +12,14 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import Engine
 
-from labctl.analysis import ccd, cv, cycling, eis
-from labctl.recording.queries import StepSummary, run_events, step_points, step_spectrum
+from labctl.analysis import ccd, cv, cycling, eis, stripping
+from labctl.recording.queries import (
+    StepSummary,
+    run_cell,
+    run_events,
+    step_points,
+    step_spectrum,
+)
 from labctl.recording.reads_analysis import RunContext, run_context, run_points
 from labctl.recording.recorder import Recorder
 
@@ -73,6 +79,35 @@ def analyze_ccd(engine: Engine, recorder: Recorder, run_id: int) -> Results:
         if res.failed_step_id is not None:
             rows.append(("ccd_failed_here", res.ccd_mA_cm2, "mA/cm^2", res.failed_step_id))
     return _store(recorder, run_id, "ccd", ccd.VERSION, rows)
+
+
+# ---- critical stripping -------------------------------------------------------------------------
+def analyze_critical_stripping(engine: Engine, recorder: Recorder, run_id: int) -> Results:
+    """The stripping step that passed the most charge, per gram and cm², against theory."""
+    ctx = _ctx(engine, run_id)
+    cell = run_cell(engine, run_id)
+    if cell is None:
+        return {}
+    steps = [
+        stripping.StrippingStep(s.id, float(s.params.get("current_mA") or 0.0),
+                                _last_abs_q(engine, s.id), s.end_reason)
+        for s in ctx.steps
+        if s.kind == "galvanostatic"
+    ]
+    res = stripping.critical_stripping(
+        steps, cell.area_cm2, cell.alloy_mass_mg / 1000.0 if cell.alloy_mass_mg else None,
+        cell.k_wt_pct, cell.temperature_C if cell.temperature_C is not None else 25.0,
+    )
+    if res is None:
+        return {}
+    return _store(recorder, run_id, "critical_stripping", stripping.VERSION, [
+        ("critical_capacity_mAh", res.capacity_mAh, "mAh", None),
+        ("critical_capacity_mAh_cm2", res.capacity_mAh_cm2, "mAh/cm^2", None),
+        ("critical_capacity_mAh_g", res.capacity_mAh_g, "mAh/g", None),
+        ("critical_fraction_of_q_all", res.fraction_of_q_all, "", None),
+        ("critical_fraction_of_q_window", res.fraction_of_q_window, "", None),
+        ("critical_final_k_fraction", res.w_final, "", None),
+    ])
 
 
 # ---- impedance ---------------------------------------------------------------------------------
