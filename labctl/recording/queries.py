@@ -43,36 +43,14 @@ class StepSummary:
     params: dict[str, Any]
 
 
-def recent_runs(engine: Engine, limit: int = 20) -> list[RunSummary]:
+def _run_summaries(engine: Engine, *where: Any, limit: int | None = None) -> list[RunSummary]:
     stmt = (
         select(m.Run, m.Cell.name, m.Protocol.name)
         .join(m.Cell, m.Run.cell_id == m.Cell.id)
         .join(m.Protocol, m.Run.protocol_id == m.Protocol.id)
+        .where(*where)
         .order_by(m.Run.id.desc())
         .limit(limit)
-    )
-    with Session(engine) as session:
-        rows = session.execute(stmt).all()
-    out = []
-    for run, cell, proto in rows:
-        out.append(RunSummary(run.id, cell, proto, run.station, run.channel, run.simulated,
-                              run.operator, run.status, run.started_at, run.ended_at,
-                              run.end_reason))
-    return out
-
-
-def get_run(engine: Engine, run_id: int) -> RunSummary | None:
-    for r in recent_runs_by_id(engine, [run_id]):
-        return r
-    return None
-
-
-def recent_runs_by_id(engine: Engine, ids: list[int]) -> list[RunSummary]:
-    stmt = (
-        select(m.Run, m.Cell.name, m.Protocol.name)
-        .join(m.Cell, m.Run.cell_id == m.Cell.id)
-        .join(m.Protocol, m.Run.protocol_id == m.Protocol.id)
-        .where(m.Run.id.in_(ids))
     )
     with Session(engine) as session:
         return [
@@ -82,14 +60,32 @@ def recent_runs_by_id(engine: Engine, ids: list[int]) -> list[RunSummary]:
         ]
 
 
+def recent_runs(engine: Engine, limit: int = 20) -> list[RunSummary]:
+    return _run_summaries(engine, limit=limit)
+
+
+def get_run(engine: Engine, run_id: int) -> RunSummary | None:
+    found = _run_summaries(engine, m.Run.id == run_id)
+    return found[0] if found else None
+
+
 def run_steps(engine: Engine, run_id: int) -> list[StepSummary]:
+    """The run's steps in order, with their point and spectrum counts.
+
+    The counts are grouped over this run's steps only (joined through step.run_id), not over
+    every point in a lab-wide database.
+    """
     npts = (
         select(m.Point.step_id, func.count().label("n"))
+        .join(m.Step, m.Step.id == m.Point.step_id)
+        .where(m.Step.run_id == run_id)
         .group_by(m.Point.step_id)
         .subquery()
     )
     neis = (
         select(m.EisPoint.step_id, func.count().label("n"))
+        .join(m.Step, m.Step.id == m.EisPoint.step_id)
+        .where(m.Step.run_id == run_id)
         .group_by(m.EisPoint.step_id)
         .subquery()
     )
