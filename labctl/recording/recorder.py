@@ -356,10 +356,7 @@ class Recorder:
         p = P_MPa if P_MPa is None or isinstance(P_MPa, float) else np.array(P_MPa, dtype=float)
         self._chunks.append((step_id, block, p))
         self._chunk_rows += n
-        if self._buffered() >= self.max_buffer_rows or (
-            time.monotonic() - self._last_flush >= self.flush_interval_s
-        ):
-            self.flush()
+        self.maybe_flush()
 
     def _buffered(self) -> int:
         return len(self._points) + self._chunk_rows
