@@ -60,7 +60,6 @@ class SegmentOutcome:
     Q_mAh: float
     last_E_V: float | None
     trip: Trip | None = None
-    n_points: int = 0
 
 
 @dataclass
@@ -183,7 +182,6 @@ def run_technique(
     q_mAh = 0.0
     last_t = 0.0
     last_E: float | None = None
-    n_points = 0
     t_seg0 = ctx.run_time()
     t_off = t_seg0  # run time at which the loaded technique (re)started: its points' origin
     tech = technique
@@ -206,9 +204,8 @@ def run_technique(
             if ctx.paused:
                 ctx.safe_state("paused by operator", step_id)
                 reading = ch.poll()  # collect what was buffered before the stop
-                q_mAh, last_t, last_E, n_points, _ = _record(
-                    ctx, step_id, reading, t_off, q_mAh, last_t, last_E, n_points,
-                    ctx.read_pressure())
+                q_mAh, last_t, last_E, _ = _record(
+                    ctx, step_id, reading, t_off, q_mAh, last_t, last_E, ctx.read_pressure())
                 while ctx.paused:
                     yield ctx.clock.now() + ctx.poll_interval_s
                 # `tech` is already what was left after any earlier pause: subtract only what
@@ -227,16 +224,15 @@ def run_technique(
             # one pressure reading per poll serves both the recorded points and the limits: a
             # second read cost a frame query per poll and could disagree with what was stored
             P = ctx.read_pressure()
-            q_mAh, last_t, last_E, n_points, I_mA = _record(
-                ctx, step_id, reading, t_off, q_mAh, last_t, last_E, n_points, P)
+            q_mAh, last_t, last_E, I_mA = _record(
+                ctx, step_id, reading, t_off, q_mAh, last_t, last_E, P)
             pts = reading.points
             tripped = check_limits(limits, pts.E_V, I_mA, q_mAh, P)
             if tripped:
                 ctx.safe_state(tripped, step_id)
                 ctx.recorder.event(ctx.run_id, "limit", tripped, step_id=step_id,
                                    t_s=ctx.run_time(), severity="error")
-                return SegmentOutcome("failed", tripped, ctx.run_time(), q_mAh, last_E,
-                                      n_points=n_points)
+                return SegmentOutcome("failed", tripped, ctx.run_time(), q_mAh, last_E)
             if detector is not None and len(pts):
                 trip = detector.feed(pts.E_V)
                 if trip is not None:
@@ -245,16 +241,15 @@ def run_technique(
                                        step_id=step_id, t_s=ctx.run_time(), severity="warning",
                                        data={"mode": trip.mode})
                     return SegmentOutcome("failed", f"detector: {trip.mode}", ctx.run_time(),
-                                          q_mAh, last_E, trip, n_points)
+                                          q_mAh, last_E, trip)
             if reading.state is ChannelState.ERROR:
                 ctx.safe_state("instrument error", step_id)
                 return SegmentOutcome("failed", f"instrument error: {reading.end_reason}",
-                                      ctx.run_time(), q_mAh, last_E, n_points=n_points)
+                                      ctx.run_time(), q_mAh, last_E)
             if reading.state is ChannelState.IDLE:
                 reason = reading.end_reason or "ended"
                 status = "completed" if reason in normal_ends else "failed"
-                return SegmentOutcome(status, reason, ctx.run_time(), q_mAh, last_E,
-                                      n_points=n_points)
+                return SegmentOutcome(status, reason, ctx.run_time(), q_mAh, last_E)
     except BaseException:
         ctx.safe_state("step interrupted", step_id)
         raise
@@ -262,8 +257,8 @@ def run_technique(
 
 def _record(
     ctx: ChannelContext, step_id: int, reading: ChannelReading, t_offset: float,
-    q_mAh: float, last_t: float, last_E: float | None, n_points: int, P_MPa: float | None,
-) -> tuple[float, float, float | None, int, np.ndarray]:
+    q_mAh: float, last_t: float, last_E: float | None, P_MPa: float | None,
+) -> tuple[float, float, float | None, np.ndarray]:
     """Record a poll's points (charge integrated) and spectra; return the running totals.
 
     `P_MPa` is the frame pressure read once for this poll. The poll's currents in mA are
@@ -281,15 +276,13 @@ def _record(
         q_mAh = float(Q[-1])
         last_t = float(t[-1])
         last_E = float(pts.E_V[-1])
-        n_points += len(pts)
         if ctx.on_progress is not None:
             ctx.on_progress({"step": ctx.step_name, "t_s": float(t[-1] + t_offset),
                              "E_V": last_E,
                              "I_mA": float(I_mA[-1]), "Q_mAh": q_mAh})
     if reading.impedance:
         ctx.recorder.add_eis(step_id, (_eis_row(p, t_offset) for p in reading.impedance))
-        n_points += len(reading.impedance)
-    return q_mAh, last_t, last_E, n_points, I_mA
+    return q_mAh, last_t, last_E, I_mA
 
 
 def _eis_row(p: Any, t_offset: float) -> dict[str, float | None]:

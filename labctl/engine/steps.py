@@ -40,7 +40,6 @@ CCD_RESULT_UNIT = "mA/cm^2"
 class StepOutcome:
     status: str  # completed | failed | aborted
     end_reason: str
-    stop_protocol: bool = False  # a failure the protocol cannot continue past
 
 
 def _params(step: Any) -> dict[str, Any]:
@@ -193,7 +192,7 @@ class StepRunner:
         ctx = self.ctx
         step_id = self._open(step, parent_id)
         if ctx.frame is None:
-            out = StepOutcome("failed", "no pressure frame on this station", stop_protocol=True)
+            out = StepOutcome("failed", "no pressure frame on this station")
             self._close(step_id, out)
             return out
         ctx.frame.request_pressure(step.setpoint_MPa)
@@ -213,7 +212,7 @@ class StepRunner:
                 in_band_since = None
             if now - start > step.timeout_s:
                 out = StepOutcome("failed", f"pressure {P:.2f} MPa not within "
-                                  f"{step.setpoint_MPa}±{step.tolerance_MPa} MPa", True)
+                                  f"{step.setpoint_MPa}±{step.tolerance_MPa} MPa")
                 break
             yield now + max(ctx.poll_interval_s, 1.0)
         self._close(step_id, out)
