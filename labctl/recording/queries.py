@@ -69,26 +69,24 @@ def get_run(engine: Engine, run_id: int) -> RunSummary | None:
     return found[0] if found else None
 
 
+def _counts_per_step(model: type[m.Point] | type[m.EisPoint], run_id: int) -> Any:
+    """Rows of `model` per step of the run, as a subquery (step_id, n)."""
+    return (
+        select(model.step_id, func.count().label("n"))
+        .join(m.Step, m.Step.id == model.step_id)
+        .where(m.Step.run_id == run_id)
+        .group_by(model.step_id)
+        .subquery()
+    )
+
+
 def run_steps(engine: Engine, run_id: int) -> list[StepSummary]:
     """The run's steps in order, with their point and spectrum counts.
 
     The counts are grouped over this run's steps only (joined through step.run_id), not over
     every point in a lab-wide database.
     """
-    npts = (
-        select(m.Point.step_id, func.count().label("n"))
-        .join(m.Step, m.Step.id == m.Point.step_id)
-        .where(m.Step.run_id == run_id)
-        .group_by(m.Point.step_id)
-        .subquery()
-    )
-    neis = (
-        select(m.EisPoint.step_id, func.count().label("n"))
-        .join(m.Step, m.Step.id == m.EisPoint.step_id)
-        .where(m.Step.run_id == run_id)
-        .group_by(m.EisPoint.step_id)
-        .subquery()
-    )
+    npts, neis = _counts_per_step(m.Point, run_id), _counts_per_step(m.EisPoint, run_id)
     stmt = (
         select(m.Step, func.coalesce(npts.c.n, 0), func.coalesce(neis.c.n, 0))
         .outerjoin(npts, npts.c.step_id == m.Step.id)

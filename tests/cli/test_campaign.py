@@ -8,25 +8,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from labctl.cli import main
 from labctl.recording import models as m
+
+from .conftest import RunCli
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_:
-        main(list(args))
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return int(exit_.value.code or 0), out, err
-
-
 def test_shipped_campaign_runs_each_protocol_on_its_cell(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    run_cli: RunCli, tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path / 'c.db'}"
-    code, out, err = _run(capsys, "campaign", str(ROOT / "examples/campaigns/overnight.yaml"),
+    code, out, err = run_cli("campaign", str(ROOT / "examples/campaigns/overnight.yaml"),
                           "--sim", "--db", url, "--json")
     assert code == 0, err
     doc = json.loads(out)
@@ -44,7 +37,7 @@ def test_shipped_campaign_runs_each_protocol_on_its_cell(
 
 
 def test_bad_campaign_is_refused_before_anything_runs(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    run_cli: RunCli, tmp_path: Path
 ) -> None:
     bad_protocol = tmp_path / "bad.yaml"
     bad_protocol.write_text("schema_version: 1\nname: x\nsteps:\n  - kind: rest\n"
@@ -56,14 +49,14 @@ def test_bad_campaign_is_refused_before_anything_runs(
                     "  - {protocol: missing.yaml, cell: nowhere.yaml}\n"
                     "  - {protocl: bad.yaml, cell: x.yaml}\n")
     db = tmp_path / "never.db"
-    code, _, err = _run(capsys, "campaign", str(camp), "--sim", "--db", f"sqlite:///{db}")
+    code, _, err = run_cli("campaign", str(camp), "--sim", "--db", f"sqlite:///{db}")
     assert code == 2
     assert f"{camp}:5:" in err  # the misspelt key, located
     assert not db.exists()
     camp.write_text("name: c\nruns:\n  - {protocol: missing.yaml, cell: nowhere.yaml}\n")
-    code, _, err = _run(capsys, "campaign", str(camp), "--sim", "--db", f"sqlite:///{db}")
+    code, _, err = run_cli("campaign", str(camp), "--sim", "--db", f"sqlite:///{db}")
     assert code == 2 and f"{camp}:3:" in err and "no such file" in err
     camp.write_text(f"name: c\nruns:\n  - {{protocol: bad.yaml, cell: {na}}}\n")
-    code, _, err = _run(capsys, "campaign", str(camp), "--sim", "--db", f"sqlite:///{db}")
+    code, _, err = run_cli("campaign", str(camp), "--sim", "--db", f"sqlite:///{db}")
     assert code == 2 and f"{bad_protocol}:5:" in err
     assert not db.exists()

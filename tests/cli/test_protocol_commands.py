@@ -7,40 +7,32 @@ from pathlib import Path
 
 import pytest
 
-from labctl.cli import main
+from .conftest import RunCli
 
 ROOT = Path(__file__).resolve().parents[2]
 CELL = ROOT / "examples" / "cells" / "na_symmetric.yaml"
 
 
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_:
-        main(list(args))
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return int(exit_.value.code or 0), out, err
-
-
-def test_validate_shipped_protocols(capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_shipped_protocols(run_cli: RunCli) -> None:
     files = [str(p) for p in sorted((ROOT / "protocols").glob("*.yaml"))]
-    code, out, err = _run(capsys, "validate", *files)
+    code, out, err = run_cli("validate", *files)
     assert code == 0 and err == "" and f"{len(files)} protocol file(s) valid" in out
 
 
-def test_validate_reports_every_error_located(capsys: pytest.CaptureFixture[str],
+def test_validate_reports_every_error_located(run_cli: RunCli,
                                               tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("schema_version: 1\nname: x\nsteps:\n  - kind: rest\n    durration: 5 s\n"
                    "  - kind: galvanostatic\n    current: 5 mAh\n    duration: 1 h\n")
-    code, _, err = _run(capsys, "validate", str(bad))
+    code, _, err = run_cli("validate", str(bad))
     assert code == 2
     lines = err.strip().splitlines()
     assert any(ln.startswith(f"{bad}:5:5:") and "duration" in ln for ln in lines)  # did-you-mean
     assert any(ln.startswith(f"{bad}:7:") for ln in lines)  # a capacity where a current goes
 
 
-def test_plan_json(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(capsys, "plan", str(ROOT / "protocols" / "ccd.yaml"), "--cell",
+def test_plan_json(run_cli: RunCli) -> None:
+    code, out, _ = run_cli("plan", str(ROOT / "protocols" / "ccd.yaml"), "--cell",
                         str(CELL), "--json")
     assert code == 0
     doc = json.loads(out)
@@ -49,8 +41,8 @@ def test_plan_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert doc["total"]["duration_s"] > 3600
 
 
-def test_schema_to_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_schema_to_file(run_cli: RunCli, tmp_path: Path) -> None:
     target = tmp_path / "schema.json"
-    code, _, _ = _run(capsys, "schema", "-o", str(target))
+    code, _, _ = run_cli("schema", "-o", str(target))
     assert code == 0
     assert "steps" in json.loads(target.read_text())["properties"]
