@@ -15,7 +15,6 @@ from sqlalchemy import Engine
 from labctl.analysis import ccd, cv, cycling, eis, stripping
 from labctl.recording.queries import (
     StepSummary,
-    run_cell,
     run_events,
     step_points,
     step_spectrum,
@@ -85,9 +84,6 @@ def analyze_ccd(engine: Engine, recorder: Recorder, run_id: int) -> Results:
 def analyze_critical_stripping(engine: Engine, recorder: Recorder, run_id: int) -> Results:
     """The stripping step that passed the most charge, per gram and cm², against theory."""
     ctx = _ctx(engine, run_id)
-    cell = run_cell(engine, run_id)
-    if cell is None:
-        return {}
     steps = [
         stripping.StrippingStep(s.id, float(s.params.get("current_mA") or 0.0),
                                 _last_abs_q(engine, s.id), s.end_reason)
@@ -95,8 +91,8 @@ def analyze_critical_stripping(engine: Engine, recorder: Recorder, run_id: int) 
         if s.kind == "galvanostatic"
     ]
     res = stripping.critical_stripping(
-        steps, cell.area_cm2, cell.alloy_mass_mg / 1000.0 if cell.alloy_mass_mg else None,
-        cell.k_wt_pct, cell.temperature_C if cell.temperature_C is not None else 25.0,
+        steps, ctx.area_cm2, ctx.alloy_mass_mg / 1000.0 if ctx.alloy_mass_mg else None,
+        ctx.k_wt_pct, ctx.temperature_C if ctx.temperature_C is not None else 25.0,
     )
     if res is None:
         return {}

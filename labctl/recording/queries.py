@@ -150,10 +150,3 @@ def step_spectrum(engine: Engine, step_id: int) -> dict[str, np.ndarray]:
     cols = ("t_s", "frequency_Hz", "Z_re_ohm", "Z_im_ohm", "Z_mod_ohm", "phase_deg", "E_V",
             "I_mA")
     return _columns(engine, "eis_point", cols, "step_id", [step_id])
-
-
-def run_cell(engine: Engine, run_id: int) -> m.Cell | None:
-    with Session(engine, expire_on_commit=False) as session:
-        return session.scalars(
-            select(m.Cell).join(m.Run, m.Run.cell_id == m.Cell.id).where(m.Run.id == run_id)
-        ).first()
