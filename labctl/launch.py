@@ -270,10 +270,16 @@ def _housekeeping(
 
 def _run_analyses(engine: Engine, recorder: Recorder, prepared: list[PreparedRun],
                   outcomes: list[RunOutcome], result: LaunchResult) -> None:
-    """Run each protocol's end-of-run analyses (labctl.analysis) and merge their results."""
+    """Run each protocol's end-of-run analyses (labctl.analysis) and merge their results.
+
+    The analysis stack (scipy's optimisers, fitters) is only imported when a protocol asks
+    for an analysis.
+    """
+    wanted = [(out, run.protocol.analyses) for out, run in zip(outcomes, prepared)
+              if run.protocol.analyses]
+    if not wanted:
+        return
     from labctl.analysis.runner import analyze_run
 
-    for out, run in zip(outcomes, prepared):
-        if run.protocol.analyses:
-            result.results[out.run_id].update(
-                analyze_run(engine, recorder, out.run_id, run.protocol.analyses))
+    for out, names in wanted:
+        result.results[out.run_id].update(analyze_run(engine, recorder, out.run_id, names))
