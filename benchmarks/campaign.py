@@ -44,7 +44,7 @@ def setup(db_path: Path) -> float:
     (numpy/scipy) and creating the database schema (`labctl db upgrade`). Timed and printed
     separately; the ratio is about running the campaign."""
     t0 = time.perf_counter()
-    import drivers.sim.cells  # noqa: F401  (scipy and the phase-diagram tables)
+    import labctl_drivers.sim.cells  # noqa: F401  (scipy and the phase-diagram tables)
 
     upgrade(f"sqlite:///{db_path}")
     return time.perf_counter() - t0

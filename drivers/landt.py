@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers.clock import Clock, WallClock
-from drivers.interfaces import ChannelState, PointBatch
 from labctl.importers.landt import LandtRecordParser
 from labctl.importers.model import ImportedRun
+from labctl_drivers.clock import Clock, WallClock
+from labctl_drivers.interfaces import ChannelState, PointBatch
 
 
 class NotSupported(RuntimeError):

@@ -24,7 +24,7 @@ from typing import Any
 import serial
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
-from drivers.interfaces import InstrumentError
+from labctl_drivers.interfaces import InstrumentError
 
 if sys.platform != "win32":
     import termios

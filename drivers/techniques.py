@@ -1,10 +1,9 @@
 """Techniques a potentiostat channel runs, in the instrument's own units (V, A, s, Hz).
 
-These mirror the SP-300's technique set (OCV, CP/CPLIMIT, CA/CALIMIT, CV, PEIS, GEIS; see
-shared/reference/biologic.md §2.8-2.9) so that the real easy-biologic adapter can map each one
-to a single DLL technique with on-instrument limits, and a simulator can honour the same
-semantics. The engine builds these from resolved protocol steps; the driver never sees a
-protocol.
+These mirror the SP-300's technique set (OCV, CP/CPLIMIT, CA/CALIMIT, CV, PEIS, GEIS; EC-Lab
+Development Package user's guide §7) so that the SP-300 adapter can map each one to DLL
+techniques with on-instrument limits. The engine builds these from resolved protocol steps; the
+driver never sees a protocol.
 """
 
 from __future__ import annotations
@@ -35,11 +34,12 @@ class ConstantCurrent:
 
     Ends on time, or when E leaves [E_min_V, E_max_V], or when |charge| passed reaches
     `charge_limit_C`, whichever comes first. The limits are evaluated by the instrument itself
-    (firmware) so they survive a PC crash.
+    (firmware) so they survive a PC crash. `duration_s=None` means open-ended: it runs until a
+    potential or charge limit ends it (at least one must be given).
     """
 
     current_A: float
-    duration_s: float
+    duration_s: float | None
     E_min_V: float | None = None
     E_max_V: float | None = None
     charge_limit_C: float | None = None
@@ -48,7 +48,7 @@ class ConstantCurrent:
 
 @dataclass(frozen=True)
 class ConstantVoltage:
-    """CA with an on-instrument |I| limit (CALIMIT)."""
+    """CA with an on-instrument |I| limit (CALIMIT); without a limit, plain CA."""
 
     voltage_V: float
     duration_s: float
@@ -58,13 +58,19 @@ class ConstantVoltage:
 
 @dataclass(frozen=True)
 class CyclicVoltammetry:
-    """CV: from E_start through each vertex in turn, `cycles` times, at `scan_rate_V_s`."""
+    """CV: from E_start through each vertex in turn, `cycles` times, at `scan_rate_V_s`.
+
+    `I_limit_A` is the protocol's |I| bound: cv4.ecc has no limit tests, so the adapter sets the
+    smallest current range that holds it (the instrument cannot drive far beyond a range's full
+    scale) and software checks it at every poll as the second layer.
+    """
 
     E_start_V: float
     vertices_V: tuple[float, ...]
     scan_rate_V_s: float
     cycles: int = 1
     record_every_dE_V: float = 0.001
+    I_limit_A: float | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,9 @@ Technique = (
 def eis_frequencies(f_high_Hz: float, f_low_Hz: float, points_per_decade: int) -> list[float]:
     """Log-spaced frequencies from high to low, as the SP-300 builds them.
 
-    floor(ppd * decades) + 1 points: 69 for 7 MHz-1 Hz at 10 points per decade (echem.md §5).
+    floor(ppd * decades) + 1 points: 69 for 7 MHz-1 Hz at 10 points per decade. The one
+    definition of an EIS sweep's frequencies: the adapter's `Frequency_number`, the simulated
+    instrument and the protocol's plan all use it.
     """
     import math
 
@@ -109,3 +117,17 @@ def eis_frequencies(f_high_Hz: float, f_low_Hz: float, points_per_decade: int) -
         return [f_high_Hz]
     step = decades / (n - 1)
     return [f_high_Hz / 10 ** (k * step) for k in range(n)]
+
+
+def eis_point_duration_s(frequency_Hz: float, averages: int = 1) -> float:
+    """Time an impedance analyser spends at one frequency: two periods per average plus a 10 %
+    settling wait, at least 0.5 s (the SP-300's per-frequency overhead). The one definition of
+    an EIS sweep's timing, used by the simulated instrument and the protocol's plan."""
+    return max(0.5, averages * 2.1 / frequency_Hz)
+
+
+def eis_sweep_duration_s(f_high_Hz: float, f_low_Hz: float, points_per_decade: int,
+                         averages: int = 1) -> float:
+    """How long a whole sweep takes (see `eis_point_duration_s`)."""
+    return sum(eis_point_duration_s(f, averages)
+               for f in eis_frequencies(f_high_Hz, f_low_Hz, points_per_decade))

@@ -18,7 +18,6 @@ from typing import Any, Required, TypedDict, Unpack
 from sqlalchemy import Engine
 
 import labctl
-from drivers.sim.faults import FaultPlan
 from labctl.engine.channel import ChannelContext
 from labctl.engine.runner import RunOutcome, run_protocol
 from labctl.engine.scheduler import Scheduler
@@ -39,6 +38,7 @@ from labctl.recording.database import open_database
 from labctl.recording.recorder import Recorder
 from labctl.station import Station, build_sim_station
 from labctl.station_file import connect_station, load_station_spec
+from labctl_drivers.sim.faults import FaultPlan
 
 
 class LaunchError(RuntimeError):

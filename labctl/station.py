@@ -1,6 +1,6 @@
 """Composition root: which instruments a run uses and how they are wired to the cells.
 
-`--sim` builds a simulated bench (drivers.sim): one virtual clock, a digital-twin cell per cell
+`--sim` builds a simulated bench (labctl_drivers.sim): one virtual clock, a digital-twin cell per cell
 description, simulated SP-300 channels and pressure frames. Real stations are described by a
 station file (`labctl.station_file`); labctl never guesses instrument addresses.
 """
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from drivers.clock import Clock
-from drivers.interfaces import PotentiostatChannel, PressureFrame
-from drivers.sim.bench import SimulatedBench
-from drivers.sim.cell_model import CellModel
-from drivers.sim.faults import FaultPlan
 from labctl.protocol.cell import CellSpec
+from labctl_drivers.clock import Clock
+from labctl_drivers.interfaces import PotentiostatChannel, PressureFrame
+from labctl_drivers.sim.bench import SimulatedBench
+from labctl_drivers.sim.cell_model import CellModel
+from labctl_drivers.sim.faults import FaultPlan
 
 #: Simulated seconds between polls of a simulated channel. The simulated SP-300 buffers points
 #: between polls like the real one, so this only sets how late (in simulated time) the engine
@@ -46,8 +46,8 @@ class Station:
 
 
 def make_cell_model(cell: CellSpec, pressure_MPa: float, seed: int) -> CellModel:
-    """The digital twin of a described cell (drivers.sim.cells)."""
-    from drivers.sim.cells import make_cell
+    """The digital twin of a described cell (labctl_drivers.sim.cells)."""
+    from labctl_drivers.sim.cells import make_cell
 
     return make_cell(
         anode_material=cell.anode.material,

@@ -30,10 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from drivers.clock import WallClock
-from drivers.interfaces import InstrumentError, Potentiostat, PressureFrame
 from labctl.protocol.cell import CellSpec
 from labctl.station import HW_POLL_INTERVAL_S, ChannelBinding, Station
+from labctl_drivers.clock import WallClock
+from labctl_drivers.interfaces import InstrumentError, Potentiostat, PressureFrame
 
 
 class StationError(RuntimeError):
@@ -114,14 +114,14 @@ def load_station_spec(path: str | Path) -> StationSpec:
 
 
 def _potentiostat(entry: PotentiostatEntry) -> Potentiostat:
-    from drivers.biologic import EasyBiologicSP300
+    from labctl_drivers.biologic import EasyBiologicSP300
 
     return EasyBiologicSP300(entry.address, name=entry.name, timeout_s=entry.timeout_s)
 
 
 def _frame(entry: FrameEntry) -> PressureFrame:
-    from drivers.mark10 import Mark10Gauge
-    from drivers.pressure_frame import SpringPressureFrame
+    from labctl_drivers.mark10 import Mark10Gauge
+    from labctl_drivers.pressure_frame import SpringPressureFrame
 
     gauge = Mark10Gauge(entry.gauge.port, baudrate=entry.gauge.baudrate)
     gauge.open()

@@ -1,7 +1,7 @@
 """BioLogic potentiostats. Importing this package never imports easy-biologic (Windows-only);
 the adapter imports it lazily on `connect()`."""
 
-from drivers.biologic.sp300 import (
+from labctl_drivers.biologic.sp300 import (
     BiologicDLLError,
     EasyBiologicSP300,
     SP300Channel,

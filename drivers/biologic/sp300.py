@@ -7,7 +7,7 @@ This adapter instead loads one DLL technique per labctl `Technique`, starts the 
 drains the instrument buffer on every `poll()` until it is empty.
 
 easy-biologic refuses to import anywhere but Windows and needs BioLogic's `EClib64.dll`, so it
-is imported lazily in `connect()`: `import drivers.biologic` works on Linux and fails only when
+is imported lazily in `connect()`: `import labctl_drivers.biologic` works on Linux and fails only when
 an adapter is actually used without the DLL (with an `InstrumentError` that says so).
 
 Bugs of easy-biologic 0.4.0 worked around here (biologic.md §4.2):
@@ -42,14 +42,14 @@ from typing import Any, TypeVar
 import numpy as np
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_fixed
 
-from drivers.interfaces import (
+from labctl_drivers.interfaces import (
     ChannelReading,
     ChannelState,
     ImpedancePoint,
     InstrumentError,
     PointBatch,
 )
-from drivers.techniques import (
+from labctl_drivers.techniques import (
     ConstantCurrent,
     ConstantVoltage,
     CyclicVoltammetry,

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers.clock import Clock, VirtualClock
-from drivers.sim.cell_model import CellModel
-from drivers.sim.faults import FaultPlan
-from drivers.sim.landt import SimulatedLandt
-from drivers.sim.potentiostat import SimulatedChannel, SimulatedSP300
-from drivers.sim.pressure import SimulatedPressureFrame
+from labctl_drivers.clock import Clock, VirtualClock
+from labctl_drivers.sim.cell_model import CellModel
+from labctl_drivers.sim.faults import FaultPlan
+from labctl_drivers.sim.landt import SimulatedLandt
+from labctl_drivers.sim.potentiostat import SimulatedChannel, SimulatedSP300
+from labctl_drivers.sim.pressure import SimulatedPressureFrame
 
 CHANNELS_PER_SP300 = 2
 
@@ -73,7 +73,7 @@ class SimulatedBench:
     def add_landt(self, folder: Path, **options: object) -> SimulatedLandt:
         """A simulated LANDT tester on this bench's clock, exporting into `folder`.
 
-        Cells go on its channels with `SimulatedLandt.start_channel`; a `drivers.landt.
+        Cells go on its channels with `SimulatedLandt.start_channel`; a `labctl_drivers.landt.
         LandtTester` following the same folder then sees what a real LANDdt export would show.
         """
         landt = SimulatedLandt(folder, self.clock, **options)  # type: ignore[arg-type]

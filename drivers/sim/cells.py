@@ -1,6 +1,6 @@
 """Digital-twin cell physics: Na|NASICON|Na, NaK@CC|SnO2-NASICON|Na and NaK|NaK cells.
 
-These classes implement `drivers.sim.cell_model.CellModel`; the simulated potentiostat drives
+These classes implement `labctl_drivers.sim.cell_model.CellModel`; the simulated potentiostat drives
 them and nothing else in the app knows their equations. The model is the one of echem.md §4
 (areal units inside: mA/cm², Ω cm², mAh/cm², V), calibrated to the CCDs and critical stripping
 capacities of Wu et al., J. Mater. Chem. A 13 (2025) 22074:
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq
 
-from drivers.sim import phase_diagram as pdg
+from labctl_chemistry import phase_diagram as pdg
 
 K_BOLTZMANN_EV: float = 8.617333262e-5  # eV/K
 _SECONDS_PER_HOUR: float = 3600.0

@@ -2,7 +2,7 @@
 
 Useful where a test needs a cell whose response is known in closed form (engine, recorder and
 instrument tests). The paper-faithful cells with voids, filaments and NaK phase separation are in
-`drivers.sim.cells`.
+`labctl_drivers.sim.cells`.
 """
 
 from __future__ import annotations

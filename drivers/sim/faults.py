@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from drivers.interfaces import InstrumentError
+from labctl_drivers.interfaces import InstrumentError
 
 FaultKind = Literal[
     "disconnect", "timeout", "garbled", "dll_error", "pressure_loss", "short"

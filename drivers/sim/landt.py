@@ -1,6 +1,6 @@
 """A simulated LANDT tester that writes LANDdt-style record exports into a folder.
 
-Real LANDT integration is file-based (see `drivers.landt`): the operator starts a schedule in
+Real LANDT integration is file-based (see `labctl_drivers.landt`): the operator starts a schedule in
 LAND's own software, which auto-exports the record table, and labctl follows those files. So the
 honest simulator is not a fake wire protocol but a fake *exporter*: it runs a galvanostatic
 cycling schedule on any `CellModel` and keeps a LAND-style CSV per channel up to date, so
@@ -27,8 +27,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drivers.clock import Clock
-from drivers.sim.cell_model import CellModel
+from labctl_drivers.clock import Clock
+from labctl_drivers.sim.cell_model import CellModel
 
 _TIME_SCALE = {"s": 1.0, "h": 3600.0}
 

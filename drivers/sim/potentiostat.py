@@ -1,11 +1,11 @@
 """A simulated SP-300: two channels (by default), technique semantics like the firmware's.
 
-Each channel is wired to a cell model (`drivers.sim.cell_model.CellModel`) and to the bench's
+Each channel is wired to a cell model (`labctl_drivers.sim.cell_model.CellModel`) and to the bench's
 clock. Nothing runs in the background: when polled, a channel integrates its cell from the last
 poll up to `clock.now()` (or to the moment its technique ended on a limit, exactly as the
 instrument would have stopped there), and returns the points it "buffered" meanwhile.
 
-Faults (`drivers.sim.faults`) make it disconnect, time out or return DLL error codes, so the
+Faults (`labctl_drivers.sim.faults`) make it disconnect, time out or return DLL error codes, so the
 engine's safe-state paths are exercised by the tests.
 
 Recording: points are taken every `Recording.every_dt_s`, the cell being integrated at that
@@ -23,17 +23,19 @@ from collections.abc import Callable
 
 import numpy as np
 
-from drivers.clock import Clock
-from drivers.interfaces import (
+from labctl_drivers.clock import Clock
+from labctl_drivers.interfaces import (
     ChannelReading,
     ChannelState,
+    EndReason,
+    TechniqueEnd,
     ImpedancePoint,
     InstrumentError,
     PointBatch,
 )
-from drivers.sim.cell_model import CellModel
-from drivers.sim.faults import FaultPlan
-from drivers.techniques import (
+from labctl_drivers.sim.cell_model import CellModel
+from labctl_drivers.sim.faults import FaultPlan
+from labctl_drivers.techniques import (
     ConstantCurrent,
     ConstantVoltage,
     CyclicVoltammetry,
@@ -112,15 +114,13 @@ class SimulatedChannel:
         self.faults.check(self.instrument_name, "poll", now)
         self.before_poll()
         if self._state is not ChannelState.RUNNING:
-            return ChannelReading(self._state, end_reason=self._end_reason, elapsed_s=self._t)
+            return self._reading()
         assert self._technique is not None and self.cell is not None
         target = now - self._t0
         tech = self._technique
         if isinstance(tech, (PotentioEIS, GalvanoEIS)):
             imp = self._advance_eis(tech, target)
-            return ChannelReading(
-                self._state, impedance=imp, end_reason=self._end_reason, elapsed_s=self._t
-            )
+            return self._reading(impedance=imp)
         if isinstance(tech, OpenCircuit):
             batch = self._advance_current(0.0, tech.duration_s, tech.recording.every_dt_s,
                                           target, None, None, None)
@@ -133,9 +133,14 @@ class SimulatedChannel:
             batch = self._advance_voltage(tech, target)
         else:
             batch = self._advance_cv(tech, target)
-        return ChannelReading(
-            self._state, points=batch, end_reason=self._end_reason, elapsed_s=self._t
-        )
+        return self._reading(points=batch)
+
+    def _reading(self, **data: object) -> ChannelReading:
+        ends = ()
+        if self._state is not ChannelState.RUNNING and self._end_reason is not None:
+            ends = (TechniqueEnd(0, EndReason(self._end_reason), self._t),)
+        return ChannelReading(self._state, ends=ends, elapsed_s=self._t,  # type: ignore[arg-type]
+                              **data)
 
     # ---- technique integration -----------------------------------------------------------
     def _finish(self, reason: str) -> None:
@@ -245,7 +250,7 @@ class SimulatedChannel:
             out.append(ImpedancePoint(self._t, f, z.real, z.imag, self._last_E, 0.0))
             self._eis_done += 1
         if self._eis_done == len(freqs):
-            self._finish("sweep complete")
+            self._finish("complete")
         return out
 
 
@@ -271,7 +276,7 @@ def _check_ranges(tech: Technique) -> None:
 
 
 class SimulatedSP300:
-    """The simulated instrument; satisfies `drivers.interfaces.Potentiostat`."""
+    """The simulated instrument; satisfies `labctl_drivers.interfaces.Potentiostat`."""
 
     simulated = True
 

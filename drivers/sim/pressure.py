@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from drivers.clock import Clock
-from drivers.interfaces import InstrumentError
-from drivers.sim.faults import FaultPlan
+from labctl_drivers.clock import Clock
+from labctl_drivers.interfaces import InstrumentError
+from labctl_drivers.sim.faults import FaultPlan
 
 
 class SimulatedPressureFrame:

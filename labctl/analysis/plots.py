@@ -122,7 +122,7 @@ def _ccd(fig: Figure, engine: Engine, ctx: RunContext) -> None:
 
 
 def _stripping(fig: Figure, engine: Engine, ctx: RunContext) -> None:
-    from drivers.sim import phase_diagram as pd
+    from labctl_chemistry import phase_diagram as pd
 
     pts = _points(engine, ctx)
     strip = [s for s in ctx.steps if s.kind == "galvanostatic"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from drivers.sim import phase_diagram as pd
+from labctl_chemistry import phase_diagram as pd
 
 VERSION = "1"
 

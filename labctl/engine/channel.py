@@ -20,24 +20,24 @@ from typing import Any
 
 import numpy as np
 
-from drivers.clock import Clock
-from drivers.interfaces import (
+from labctl.engine.detectors import FailureDetector, Trip
+from labctl.protocol.resolved import Limits
+from labctl.recording.recorder import Recorder, RecordingError
+from labctl_drivers.clock import Clock
+from labctl_drivers.interfaces import (
     ChannelReading,
     ChannelState,
     InstrumentError,
     PotentiostatChannel,
     PressureFrame,
 )
-from drivers.techniques import (
+from labctl_drivers.techniques import (
     ConstantCurrent,
     GalvanoEIS,
     OpenCircuit,
     PotentioEIS,
     Technique,
 )
-from labctl.engine.detectors import FailureDetector, Trip
-from labctl.protocol.resolved import Limits
-from labctl.recording.recorder import Recorder, RecordingError
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ def run_technique(
                 return SegmentOutcome("failed", f"instrument error: {reading.end_reason}",
                                       ctx.run_time(), q_mAh, last_E)
             if reading.state is ChannelState.IDLE:
-                reason = reading.end_reason or "ended"
+                reason = reading.end_reason.value if reading.end_reason else "ended"
                 status = "completed" if reason in normal_ends else "failed"
                 return SegmentOutcome(status, reason, ctx.run_time(), q_mAh, last_E)
     except BaseException:

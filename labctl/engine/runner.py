@@ -12,12 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from drivers.interfaces import InstrumentError
 from labctl.engine.channel import Aborted, ChannelContext, Wake
 from labctl.engine.scheduler import Scheduler
 from labctl.engine.steps import StepRunner
 from labctl.protocol.resolved import ResolvedProtocol
 from labctl.recording.recorder import RecordingError
+from labctl_drivers.interfaces import InstrumentError
 
 
 class RunFailure(RuntimeError):

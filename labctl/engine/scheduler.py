@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from drivers.clock import Clock
 from labctl.engine.channel import Aborted, Wake
+from labctl_drivers.clock import Clock
 
 WALL_SLICE_S = 0.25
 

@@ -12,16 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from drivers.techniques import (
-    ConstantCurrent,
-    ConstantVoltage,
-    CyclicVoltammetry,
-    GalvanoEIS,
-    OpenCircuit,
-    PotentioEIS,
-    Recording,
-    Technique,
-)
 from labctl.engine.channel import (
     NORMAL_ENDS,
     ChannelContext,
@@ -31,6 +21,16 @@ from labctl.engine.channel import (
 )
 from labctl.engine.detectors import FailureDetector
 from labctl.protocol import resolved as rs
+from labctl_drivers.techniques import (
+    ConstantCurrent,
+    ConstantVoltage,
+    CyclicVoltammetry,
+    GalvanoEIS,
+    OpenCircuit,
+    PotentioEIS,
+    Recording,
+    Technique,
+)
 
 EPS = 1e-9
 CCD_RESULT_UNIT = "mA/cm^2"

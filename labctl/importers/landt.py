@@ -24,7 +24,7 @@ none of those, where the sign of the current changes. The step kind comes from t
 vocabulary (R / RateC / RateD / CC_Chg / CC_DChg / CV_Chg ... and LAND's PM_* mode codes), else
 from the current (zero → rest, constant → galvanostatic).
 
-`LandtRecordParser` is incremental (feed text as the export grows) so `drivers.landt` can follow
+`LandtRecordParser` is incremental (feed text as the export grows) so `labctl_drivers.landt` can follow
 a live auto-export without re-parsing the whole file each poll.
 """
 

@@ -18,13 +18,13 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 import labctl.station_file as station_file
-from drivers.clock import WallClock
-from drivers.sim.equivalent_circuit import EquivalentCircuitCell
-from drivers.sim.faults import FaultPlan
-from drivers.sim.mark10_device import SimulatedMark10
-from drivers.sim.potentiostat import SimulatedSP300
 from labctl.launch import launch
 from labctl.recording import models as m
+from labctl_drivers.clock import WallClock
+from labctl_drivers.sim.equivalent_circuit import EquivalentCircuitCell
+from labctl_drivers.sim.faults import FaultPlan
+from labctl_drivers.sim.mark10_device import SimulatedMark10
+from labctl_drivers.sim.potentiostat import SimulatedSP300
 
 ROOT = Path(__file__).resolve().parents[2]
 CELL = ROOT / "examples" / "cells" / "na_symmetric.yaml"

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from drivers.interfaces import ChannelState
+from labctl_drivers.interfaces import ChannelState
 
 SP300 = os.environ.get("LABCTL_HW_SP300")
 MARK10 = os.environ.get("LABCTL_HW_MARK10")
@@ -24,8 +24,8 @@ pytestmark = pytest.mark.hardware
 
 @pytest.mark.skipif(not SP300, reason="set LABCTL_HW_SP300 (e.g. USB0) to test a real SP-300")
 def test_sp300_ocv_and_stop() -> None:
-    from drivers.biologic import EasyBiologicSP300
-    from drivers.techniques import OpenCircuit, Recording
+    from labctl_drivers.biologic import EasyBiologicSP300
+    from labctl_drivers.techniques import OpenCircuit, Recording
 
     ch_index = int(os.environ.get("LABCTL_HW_SP300_CHANNEL", "0"))
     sp = EasyBiologicSP300(SP300 or "USB0")
@@ -57,7 +57,7 @@ def test_sp300_ocv_and_stop() -> None:
 
 @pytest.mark.skipif(not MARK10, reason="set LABCTL_HW_MARK10 (serial port) to test a Mark-10")
 def test_mark10_reading_and_units() -> None:
-    from drivers.mark10 import Mark10Gauge
+    from labctl_drivers.mark10 import Mark10Gauge
 
     baud = int(os.environ.get("LABCTL_HW_MARK10_BAUD", "115200"))
     with Mark10Gauge(MARK10 or "", baudrate=baud, timeout_s=1.0) as gauge:

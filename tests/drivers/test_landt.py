@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drivers.clock import VirtualClock
-from drivers.interfaces import ChannelState
-from drivers.landt import CyclerCapability, LandtTester, NotSupported
-from drivers.sim.landt import CCCycleSchedule, SimulatedLandt
 from labctl.importers import read_landt
+from labctl_drivers.clock import VirtualClock
+from labctl_drivers.interfaces import ChannelState
+from labctl_drivers.landt import CyclerCapability, LandtTester, NotSupported
+from labctl_drivers.sim.landt import CCCycleSchedule, SimulatedLandt
 
 
 class _RCell:

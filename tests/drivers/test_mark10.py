@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from drivers.interfaces import InstrumentError, PressureFrame
-from drivers.mark10 import GarbledReply, GaugeError, Mark10Gauge, ReplyTimeout, parse_reading
-from drivers.pressure_frame import SpringPressureFrame
-from drivers.sim.mark10_device import SimulatedMark10
+from labctl_drivers.interfaces import InstrumentError, PressureFrame
+from labctl_drivers.mark10 import GarbledReply, GaugeError, Mark10Gauge, ReplyTimeout, parse_reading
+from labctl_drivers.pressure_frame import SpringPressureFrame
+from labctl_drivers.sim.mark10_device import SimulatedMark10
 
 TRANSPORTS = ["pty", "socket"] if sys.platform != "win32" else ["socket"]
 

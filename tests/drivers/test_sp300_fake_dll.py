@@ -60,11 +60,11 @@ if not CHILD:
         assert " passed" in proc.stdout
 
     def test_import_without_dll_is_clean() -> None:
-        """`import drivers.biologic` must not import easy_biologic (Windows-only)."""
+        """`import labctl_drivers.biologic` must not import easy_biologic (Windows-only)."""
         code = (
-            "import sys, drivers.biologic as b; assert 'easy_biologic' not in sys.modules;"
+            "import sys, labctl_drivers.biologic as b; assert 'easy_biologic' not in sys.modules;"
             "sp = b.EasyBiologicSP300('USB0');\n"
-            "from drivers.interfaces import InstrumentError\n"
+            "from labctl_drivers.interfaces import InstrumentError\n"
             "try:\n    sp.connect()\nexcept InstrumentError as e:\n    print('ERR', e)\n"
         )
         proc = subprocess.run(
@@ -87,14 +87,14 @@ else:
 
     SIM = fake_eclib.install(n_channels=2)
 
-    from drivers.biologic import BiologicDLLError, EasyBiologicSP300, translate
-    from drivers.interfaces import (
+    from labctl_drivers.biologic import BiologicDLLError, EasyBiologicSP300, translate
+    from labctl_drivers.interfaces import (
         ChannelState,
         InstrumentError,
         Potentiostat,
         PotentiostatChannel,
     )
-    from drivers.techniques import (
+    from labctl_drivers.techniques import (
         ConstantCurrent,
         ConstantVoltage,
         CyclicVoltammetry,

@@ -15,10 +15,6 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from drivers.interfaces import ChannelState
-from drivers.sim.bench import BenchSlot, SimulatedBench
-from drivers.sim.equivalent_circuit import EquivalentCircuitCell
-from drivers.sim.faults import Fault, FaultPlan
 from labctl.engine.channel import ChannelContext
 from labctl.engine.runner import RunOutcome, channel_runner
 from labctl.engine.scheduler import Scheduler
@@ -26,6 +22,10 @@ from labctl.launch import _housekeeping
 from labctl.protocol import resolved as rs
 from labctl.recording.database import open_database
 from labctl.recording.recorder import Recorder
+from labctl_drivers.interfaces import ChannelState
+from labctl_drivers.sim.bench import BenchSlot, SimulatedBench
+from labctl_drivers.sim.equivalent_circuit import EquivalentCircuitCell
+from labctl_drivers.sim.faults import Fault, FaultPlan
 
 REPO = Path(__file__).resolve().parents[2]
 PROTOCOLS = REPO / "protocols"

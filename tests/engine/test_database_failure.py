@@ -14,10 +14,10 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import event, func, select
 
-from drivers.sim.equivalent_circuit import EquivalentCircuitCell
 from labctl.engine.runner import RunFailure, run_protocol
 from labctl.protocol import resolved as rs
 from labctl.recording import models as m
+from labctl_drivers.sim.equivalent_circuit import EquivalentCircuitCell
 
 from .rig import Rig, make_rig
 

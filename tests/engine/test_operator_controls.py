@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine
 
-from drivers.sim.equivalent_circuit import EquivalentCircuitCell
 from labctl.launch import launch
 from labctl.protocol import resolved as rs
 from labctl.recording.database import open_database
 from labctl.recording.queries import get_run, run_events, run_steps, step_points
 from labctl.recording.recorder import Recorder
+from labctl_drivers.sim.equivalent_circuit import EquivalentCircuitCell
 
 from .rig import CELLS, REPO, Rig, make_rig, write_protocol
 

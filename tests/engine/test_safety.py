@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.sim.equivalent_circuit import EquivalentCircuitCell
-from drivers.sim.faults import Fault
 from labctl.protocol import resolved as rs
 from labctl.recording.queries import get_run, run_events, run_steps
+from labctl_drivers.sim.equivalent_circuit import EquivalentCircuitCell
+from labctl_drivers.sim.faults import Fault
 
 from .rig import Rig, make_rig
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drivers.clock import VirtualClock
-from drivers.sim.landt import CCCycleSchedule, SimulatedLandt
 from labctl.importers import ImportFormatError, read_landt
+from labctl_drivers.clock import VirtualClock
+from labctl_drivers.sim.landt import CCCycleSchedule, SimulatedLandt
 
 
 class _RCell:

@@ -1,4 +1,4 @@
-"""Bench-level fault injection: each fault kind of drivers.sim.faults, configured on a simulated
+"""Bench-level fault injection: each fault kind of labctl_drivers.sim.faults, configured on a simulated
 bench through `launch(..., faults=...)`, ends in a safe state with the fault on record, and a
 seeded run is reproducible point for point. (Engine-internal retry/safety logic is covered in
 tests/engine; these check what an operator sees in the database.)
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from drivers.sim.faults import Fault, FaultPlan
 from labctl.launch import launch
+from labctl_drivers.sim.faults import Fault, FaultPlan
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL = ROOT / "examples" / "paper" / "ccd_10MPa.yaml"

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from drivers.interfaces import ChannelState
-from drivers.landt import LandtTester
-from drivers.sim.bench import SimulatedBench
-from drivers.sim.cells import make_cell
-from drivers.sim.landt import CCCycleSchedule
+from labctl_drivers.interfaces import ChannelState
+from labctl_drivers.landt import LandtTester
+from labctl_drivers.sim.bench import SimulatedBench
+from labctl_drivers.sim.cells import make_cell
+from labctl_drivers.sim.landt import CCCycleSchedule
 
 
 def test_bench_landt_exports_follow_the_bench_clock(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drivers.sim import phase_diagram as pdg
-from drivers.sim.cells import (
+from labctl_chemistry import phase_diagram as pdg
+from labctl_drivers.sim.cells import (
     CellParameters,
     CellState,
     NaKHalfCell,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from drivers.sim.bench import SimulatedBench
-from drivers.sim.cells import NA_UM_PER_MAH_CM2, make_cell
+from labctl_drivers.sim.bench import SimulatedBench
+from labctl_drivers.sim.cells import NA_UM_PER_MAH_CM2, make_cell
 
 AREA = 0.2827
 

@@ -1,6 +1,6 @@
 """The Na–K binary: liquid window, Na activity in the liquid, theoretical capacities.
 
-Why this lives in its own module: both the digital twin (`drivers.sim.cells`) and the analysis
+Why this lives in its own module: both the digital twin (`labctl_drivers.sim.cells`) and the analysis
 layer (Q_crit / Q_window / Q_all reporting, echem.md §2.4) need the same numbers, and the
 liquidus is the one input users are expected to edit (the literature room-temperature windows
 disagree by several wt %, echem.md §6). The tables are therefore shipped as CSV package data in
