@@ -1,8 +1,10 @@
 """Fault injection for the simulated bench: what goes wrong in a real lab at 3 a.m.
 
 A `FaultPlan` is a list of faults, each armed at a simulated time and aimed at an instrument
-(by name) and an operation (load, start, poll, read). Instruments call `check()` before each
-operation; a due fault raises `InstrumentError` the way the real driver would report it.
+(by name) and an operation (load, start, poll, read). The simulated instruments sit *below* the
+real drivers, so they enact a due fault the way the hardware shows it (`take()` hands it to
+them): the simulated EClib returns the DLL's error code, the simulated gauge garbles its bytes,
+goes silent or drops the line; the real driver then has to turn that into an instrument error.
 Cell faults (a sudden short, loss of pressure) are applied by the bench to the cell or frame.
 """
 
@@ -40,6 +42,15 @@ class Fault:
 @dataclass
 class FaultPlan:
     faults: list[Fault] = field(default_factory=list)
+
+    def take(self, instrument: str, operation: str, t: float) -> Fault | None:
+        """The instrument fault due for this operation, counted as fired; None if none is due.
+        The simulated instrument enacts it in its own terms (error code, bytes, silence)."""
+        for f in self.faults:
+            if f.kind not in ("pressure_loss", "short") and f.due(instrument, operation, t):
+                f.fired += 1
+                return f
+        return None
 
     def check(self, instrument: str, operation: str, t: float) -> None:
         for f in self.faults:
