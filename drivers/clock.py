@@ -23,16 +23,22 @@ class Clock(Protocol):
 
 
 class WallClock:
+    """Monotonic wall time, optionally accelerated by `speed` (a simulated bench in its own
+    process and the labctl that drives it share the speed, so both see the same seconds)."""
+
     virtual = False
 
-    def __init__(self) -> None:
+    def __init__(self, speed: float = 1.0) -> None:
+        if not speed > 0:
+            raise ValueError(f"clock speed must be positive, got {speed}")
+        self.speed = float(speed)
         self._t0 = time.monotonic()
 
     def now(self) -> float:
-        return time.monotonic() - self._t0
+        return (time.monotonic() - self._t0) * self.speed
 
     def sleep_until(self, t: float) -> None:
-        delay = t - self.now()
+        delay = (t - self.now()) / self.speed
         if delay > 0:
             time.sleep(delay)
 

@@ -33,6 +33,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+station_app = typer.Typer(help="Stations: the instruments runs use.", no_args_is_help=True)
+app.add_typer(station_app, name="station")
 
 # When piped, rich would wrap tables at 80 columns; give them room instead.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -45,7 +47,7 @@ DbOption = Annotated[
 # options shared by the commands that start runs (run, campaign)
 SimOption = Annotated[bool, typer.Option("--sim", help="Run on the simulated bench.")]
 StationOption = Annotated[Path | None, typer.Option(
-    "--station", help="Station file naming the real instruments (see labctl.station_file).")]
+    "--station", help="Station file naming the instruments (see labctl.stations.schema).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 OperatorOption = Annotated[str | None, typer.Option(help="Who is running this.")]
 SeedOption = Annotated[int, typer.Option(help="Random seed of the simulated bench.")]
@@ -247,19 +249,53 @@ def resume(run_id: Annotated[int, typer.Argument(metavar="RUN")], db: DbOption =
 
 @app.command()
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Protocol files.")],
+    files: Annotated[list[Path], typer.Argument(help="Protocol or station files.")],
     cell: Annotated[Path | None, typer.Option("--cell", help="Also resolve against this cell.")]
     = None,
 ) -> None:
-    """Check protocols; print FILE:LINE:COL: message for every problem (exit 2 if any)."""
+    """Check protocols and station files; print FILE:LINE:COL: message for every problem."""
     from labctl.protocol import validate_files
+    from labctl.protocol.errors import ProtocolError
+    from labctl.stations import load_station
+    from labctl.stations.schema import is_station_file
 
-    errors = validate_files(files, cell_path=cell)
+    stations = [f for f in files if is_station_file(f)]
+    errors = validate_files([f for f in files if f not in stations], cell_path=cell)
+    for f in stations:
+        try:
+            load_station(f)
+        except ProtocolError as exc:
+            errors.extend(exc.errors)
     for e in errors:
         err.print(str(e), markup=False, soft_wrap=True)
     if errors:
         raise typer.Exit(2)
-    out.print(f"{len(files)} protocol file(s) valid")
+    n_p = len(files) - len(stations)
+    parts = [f"{n_p} protocol file(s)" if n_p else "", f"{len(stations)} station file(s)"
+             if stations else ""]
+    out.print(" and ".join(p for p in parts if p) + " valid")
+
+
+@station_app.command("check")
+def station_check(
+    file: Annotated[Path | None, typer.Argument(help="Station file.")] = None,
+    sim: SimOption = False,
+) -> None:
+    """Connect to every instrument of a station and report identity, channels and gauges.
+
+    Changes nothing: no channel is started or stopped, no current is applied.
+    """
+    from labctl.stations import builtin_sim_station, load_station
+    from labctl.stations.check import check_station
+
+    if sim == (file is not None):
+        raise UserError("say which station: a station FILE, or --sim for the built-in "
+                        "simulated station (not both)")
+    if file is not None and not file.is_file():
+        raise UserError(f"{file}: no such file")
+    spec = builtin_sim_station() if sim else load_station(file)  # type: ignore[arg-type]
+    for line in check_station(spec).lines():
+        out.print(line, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -492,7 +528,7 @@ def main(argv: list[str] | None = None) -> None:
     from labctl.notify import NotificationURLError
     from labctl.protocol import ProtocolError
     from labctl.recording.database import DatabaseError
-    from labctl.station_file import StationError
+    from labctl.stations import StationError
 
     try:
         # Without standalone mode, typer returns exit codes (typer.Exit, Ctrl-C -> 130) instead

@@ -146,7 +146,8 @@ def _cell_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return Anode if loc and loc[0] == "anode" and len(loc) > 1 else CellSpec
 
 
-def _read(path: str | Path) -> tuple[str, str]:
+def read_text_file(path: str | Path) -> tuple[str, str]:
+    """(file name, UTF-8 text) of a protocol, cell or station file; located errors."""
     p = Path(path)
     try:
         return str(p), p.read_text(encoding="utf-8")
@@ -282,13 +283,13 @@ def _expand_list(
 
 def load_protocol(path: str | Path) -> ProtocolDocument:
     """Read and validate a protocol file; raises ProtocolError with every located problem."""
-    file, text = _read(path)
+    file, text = read_text_file(path)
     return parse_protocol_text(file, text)
 
 
 def load_cell(path: str | Path) -> CellSpec:
     """Read a cell description (examples/cells/*.yaml); raises ProtocolError with located errors."""
-    file, text = _read(path)
+    file, text = read_text_file(path)
     src = _parse(file, text)
     try:
         return CellSpec.model_validate(to_plain(src.data))

@@ -1,0 +1,245 @@
+"""Station files: which instruments a bench has, how labctl reaches them, which channel each cell
+uses. Every run runs on a station; `--sim` picks the built-in simulated station
+(`labctl/stations/builtin/sim.yaml`), which is written in this same schema.
+
+    name: glovebox-1
+    poll_interval_s: 1.0                # how often the engine drains each channel
+    potentiostats:
+      - name: sp300-a
+        driver: biologic-sp300          # found by name among installed drivers (entry points)
+        address: USB0                   # or the SP-300's IP address
+        # backend: easy-biologic (default, BioLogic's EClib DLL on Windows) | simulated
+        #          | tcp://HOST:PORT (a simulated bench served by `labctl sim serve`)
+    frames:
+      - name: frame-1
+        gauge: {driver: mark10, port: /dev/ttyUSB0, baudrate: 115200}   # or ASRL...::INSTR
+        electrode_diameter_mm: 6        # optional: the cell's own area when not given
+        force_band_N: [0, 900]          # a first reading outside it stops the station
+    channels:                           # cells given with --cell take these in order
+      - {potentiostat: sp300-a, channel: 0, frame: frame-1}
+      - {potentiostat: sp300-a, channel: 1}
+
+labctl never guesses instrument addresses. Errors are located (FILE:LINE:COL) like protocol
+errors, and a station file is checked completely before anything is connected.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from labctl.protocol.errors import LocatedError, ProtocolError
+from labctl.protocol.loader import read_text_file
+from labctl.protocol.yaml_source import YamlSyntax, load_yaml, to_plain
+
+_NAME = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+class ClockKind(enum.Enum):
+    """Whose time the station runs on."""
+
+    WALL = "wall"  # real instruments, or a simulated bench in its own process
+    VIRTUAL = "virtual"  # the in-process simulated bench: time jumps to the next wake-up
+
+
+class Backend(enum.Enum):
+    """How labctl reaches a potentiostat's lowest layer (everything above it is the same)."""
+
+    VENDOR = "vendor"  # the vendor's library on the real instrument (easy-biologic + EClib DLL)
+    SIMULATED = "simulated"  # the in-process simulated bench on the station's clock
+    REMOTE = "remote"  # a simulated bench in its own process, reached over TCP
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClockEntry(_Entry):
+    kind: ClockKind = ClockKind.WALL
+    speed: float = Field(default=1.0, gt=0, le=10_000, description=(
+        "wall-clock acceleration shared with a simulated bench in its own process"))
+
+    @model_validator(mode="after")
+    def _speed_only_on_wall(self) -> ClockEntry:
+        if self.kind is ClockKind.VIRTUAL and self.speed != 1.0:
+            raise ValueError("speed applies to a wall clock only")
+        return self
+
+
+class SimulationEntry(_Entry):
+    """The in-process simulated bench: its seed (runs are reproducible for a seed)."""
+
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
+class PotentiostatEntry(_Entry):
+    name: str = _NAME
+    driver: str = Field(min_length=1, max_length=64)
+    address: str = Field(default="USB0", min_length=1, max_length=256)
+    backend: str = Field(default="vendor", max_length=256, description=(
+        "vendor | simulated | tcp://HOST:PORT"))
+    timeout_s: int = Field(default=5, gt=0, le=120)
+
+    @property
+    def backend_kind(self) -> Backend:
+        if self.backend.startswith("tcp://"):
+            return Backend.REMOTE
+        return Backend(self.backend)
+
+    @model_validator(mode="after")
+    def _known_backend(self) -> PotentiostatEntry:
+        if not self.backend.startswith("tcp://") and self.backend not in {
+                b.value for b in Backend if b is not Backend.REMOTE}:
+            raise ValueError(f"backend must be vendor, simulated or tcp://HOST:PORT, "
+                             f"not {self.backend!r}")
+        return self
+
+
+class GaugeEntry(_Entry):
+    driver: str = Field(min_length=1, max_length=64)
+    port: str = Field(min_length=1, max_length=256, description=(
+        "a device path, a pyserial URL (socket://host:port, simgauge://NAME) or a VISA "
+        "resource (ASRL/dev/ttyUSB0::INSTR)"))
+    baudrate: int = Field(default=115200, gt=0, le=1_000_000)
+    timeout_s: float = Field(default=1.0, gt=0, le=60)
+
+
+class Actuator(enum.Enum):
+    """Who turns a spring frame's screw."""
+
+    OPERATOR = "operator"  # a person, told the force to set; labctl waits for the gauge
+    SIMULATED_OPERATOR = "simulated-operator"  # the simulated bench's operator
+
+
+class FrameEntry(_Entry):
+    name: str = _NAME
+    gauge: GaugeEntry
+    electrode_diameter_mm: float | None = Field(default=None, gt=0, le=100)
+    area_mm2: float | None = Field(default=None, gt=0, le=10_000)
+    force_band_N: tuple[float, float] | None = None
+    actuator: Actuator = Actuator.OPERATOR
+
+    @model_validator(mode="after")
+    def _checks(self) -> FrameEntry:
+        if self.electrode_diameter_mm is not None and self.area_mm2 is not None:
+            raise ValueError("give at most one of electrode_diameter_mm or area_mm2")
+        if self.force_band_N is not None and not 0 <= self.force_band_N[0] < self.force_band_N[1]:
+            raise ValueError("force_band_N must be [low, high] with 0 <= low < high")
+        return self
+
+
+class ChannelEntry(_Entry):
+    potentiostat: str
+    channel: int = Field(ge=0, le=15)
+    frame: str | None = None
+
+
+class StationSpec(_Entry):
+    name: str = _NAME
+    clock: ClockEntry = ClockEntry()
+    poll_interval_s: float = Field(default=1.0, ge=0.05, le=3600)
+    simulation: SimulationEntry | None = None
+    potentiostats: list[PotentiostatEntry] = Field(min_length=1, max_length=64)
+    frames: list[FrameEntry] = Field(default=[], max_length=256)
+    channels: list[ChannelEntry] = Field(min_length=1, max_length=1024)
+
+    @model_validator(mode="after")
+    def _references(self) -> StationSpec:
+        problems: list[str] = []
+        pots = [p.name for p in self.potentiostats]
+        frames = [f.name for f in self.frames]
+        for what, names in (("potentiostat", pots), ("frame", frames)):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                problems.append(f"{what} names must be unique: {', '.join(dup)}")
+        seen: set[tuple[str, int]] = set()
+        used_frames: set[str] = set()
+        for i, ch in enumerate(self.channels):
+            if ch.potentiostat not in pots:
+                problems.append(f"channels[{i}]: no potentiostat named {ch.potentiostat!r}")
+            if ch.frame is not None and ch.frame not in frames:
+                problems.append(f"channels[{i}]: no frame named {ch.frame!r}")
+            if (ch.potentiostat, ch.channel) in seen:
+                problems.append(f"channels[{i}]: {ch.potentiostat} channel {ch.channel} is "
+                                "listed twice")
+            seen.add((ch.potentiostat, ch.channel))
+            if ch.frame is not None:
+                if ch.frame in used_frames:
+                    problems.append(f"channels[{i}]: frame {ch.frame!r} already holds another "
+                                    "channel's cell")
+                used_frames.add(ch.frame)
+        simulated = [p.name for p in self.potentiostats if p.backend_kind is Backend.SIMULATED]
+        if simulated and self.clock.kind is not ClockKind.VIRTUAL:
+            problems.append("in-process simulated instruments run on the virtual clock "
+                            "(clock: {kind: virtual})")
+        if self.clock.kind is ClockKind.VIRTUAL and len(simulated) != len(self.potentiostats):
+            problems.append("a virtual clock needs every potentiostat simulated in-process")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def simulated(self) -> bool:
+        """True when every instrument below the drivers is simulated."""
+        return all(p.backend_kind is not Backend.VENDOR for p in self.potentiostats)
+
+
+def looks_like_station(data: Any) -> bool:
+    """A YAML mapping with potentiostats and channels and no steps is a station file."""
+    return isinstance(data, dict) and "channels" in data and "steps" not in data and (
+        "potentiostats" in data)
+
+
+_STATION_KEYS = re.compile(r"^(potentiostats|channels)\s*:", re.M)
+_STEPS_KEY = re.compile(r"^steps\s*:", re.M)
+
+
+def is_station_file(path: str | Path) -> bool:
+    """Whether `labctl validate` should read `path` as a station file: top-level
+    `potentiostats:` and `channels:` keys and no `steps:` (read from the first 64 kB, so a
+    protocol is never parsed twice and an unreadable file is left to the protocol reader's
+    located error)."""
+    if not Path(path).is_file():  # a FIFO or device would block or never end
+        return False
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            head = fh.read(65536)
+    except OSError:
+        return False
+    return len(set(_STATION_KEYS.findall(head))) == 2 and not _STEPS_KEY.search(head)
+
+
+def parse_station_text(file: str, text: str) -> StationSpec:
+    """Validate station text; raises ProtocolError with every located problem."""
+    try:
+        src = load_yaml(file, text)
+    except YamlSyntax as exc:
+        raise ProtocolError([exc.error]) from None
+    if not isinstance(src.data, dict):
+        raise ProtocolError([LocatedError(file, 1, 1, (), "expected a YAML mapping (a station)")])
+    try:
+        return StationSpec.model_validate(to_plain(src.data))
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
+            key = loc[-1] if loc else ""
+            if err["type"] == "extra_forbidden":
+                errors.append(src.error(loc, f"unknown key '{key}' in station", key=True))
+            elif err["type"] == "missing":
+                errors.append(src.error(loc, f"missing required key '{key}' in station"))
+            else:
+                msg = str(err["msg"]).removeprefix("Value error, ")
+                label = f"'{key}': " if isinstance(key, str) and key else ""
+                errors.append(src.error(loc, label + msg))
+        raise ProtocolError(errors) from None
+
+
+def load_station(path: str | Path) -> StationSpec:
+    """Read and validate a station file (bounded read; located errors)."""
+    file, text = read_text_file(path)
+    return parse_station_text(file, text)
