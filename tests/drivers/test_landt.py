@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from labctl.importers import read_landt
+from labctl.importers.landt import run_from_export
 from labctl_drivers.clock import VirtualClock
 from labctl_drivers.interfaces import ChannelState
 from labctl_drivers.landt import CyclerCapability, LandtTester, NotSupported
@@ -59,7 +60,10 @@ def test_incremental_follow_matches_final_file(tmp_path: Path, write_mode: str) 
     np.testing.assert_array_equal(np.concatenate(got_t), full.column("t_s"))
     np.testing.assert_array_equal(np.concatenate(got_e), full.column("E_V"))
     np.testing.assert_allclose(np.concatenate(got_i), full.column("I_mA") * 1e-3)
-    run = tester.run("ch1")
+    export = tester.export("ch1")  # the driver's own typed rows, no labctl types involved
+    assert len(export.records) == full.n_points
+    np.testing.assert_array_equal(export.records.E_V, full.column("E_V"))
+    run = run_from_export(export)
     assert run.n_points == full.n_points
     # schedule executed: 3 cycles, voltage limits respected within one record's overshoot
     assert [s.label for s in run.steps] == ["R"] + ["RateC", "R", "RateD", "R"] * 3

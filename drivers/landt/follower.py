@@ -1,17 +1,17 @@
-"""LANDT (LANHE / Wuhan LAND) testers: file-based integration, because nothing else is honest.
+"""Following a LANDT tester's live exports: file-based integration, because nothing else is honest.
 
 **LANDT publishes no control protocol.** No serial/TCP framing, SDK or open-source control
-driver exists (landt_pressure.md §0-§1.6); LAND's only programming interface, LANDCex.dll, reads
-data files. So labctl **cannot start, stop or program a LANDT channel**, and does not pretend to:
-`start`, `stop` and `load` raise `NotSupported`. The division of labour is:
+driver exists; LAND's only programming interface, LANDCex.dll, reads data files. So labctl
+**cannot start, stop or program a LANDT channel**, and does not pretend to: `start`, `stop` and
+`load` raise `NotSupported`. The division of labour is:
 
 1. the operator enters the schedule in LAND's software (LANDdt / LAND Monitor) and presses start,
    with LANDdt set to auto-export each channel's record table (CSV/TXT) into a watched folder;
 2. `LandtTester` watches that folder, parses each export *incrementally* with
-   `labctl.importers.landt.LandtRecordParser` (only bytes added since the last poll are parsed;
-   a rewritten or truncated file is detected and re-read from the start), and exposes per-channel
-   status and new data through `poll()` in SI units (`PointBatch`), plus the full
-   `ImportedRun` so far through `run()`;
+   `labctl_drivers.landt.formats.LandtRecordParser` (only bytes added since the last poll are
+   parsed; a rewritten or truncated file is detected and re-read from the start), and exposes
+   per-channel status and new data through `poll()` in SI units (`PointBatch`), plus every row
+   so far as typed `LandtRecords` through `export()`;
 3. labctl records and analyses the data; comparing the recorded steps with the intended recipe
    is the way to *prove* what ran, since we cannot *make* it run.
 
@@ -32,14 +32,17 @@ from pathlib import Path
 
 import numpy as np
 
-from labctl.importers.landt import LandtRecordParser
-from labctl.importers.model import ImportedRun
 from labctl_drivers.clock import Clock, WallClock
+from labctl_drivers.errors import Unsupported
 from labctl_drivers.interfaces import ChannelState, PointBatch
+from labctl_drivers.landt.formats import LandtExport, LandtRecordParser, export_decoder
 
 
-class NotSupported(RuntimeError):
-    """The instrument offers no way to do this (here: no public LANDT control protocol)."""
+class NotSupported(Unsupported):
+    """The instrument offers no way to do this (here: no public LANDT control protocol).
+
+    An `Unsupported` so callers that catch `InstrumentError` (the drivers' one root) see it too.
+    """
 
 
 class CyclerCapability(enum.Flag):
@@ -160,8 +163,8 @@ class LandtTester:
         self._read_new(w)
         now = self.clock.now()
         reset, w.pending_reset = w.pending_reset, False
-        cols = w.parser.columns(start=w.delivered) if w.parser.header else {}
-        n_new = len(cols.get("t_s", []))
+        new = w.parser.records(start=w.delivered)
+        n_new = len(new)
         if n_new:
             w.last_data_at = now
         w.delivered = w.parser.n_rows
@@ -174,23 +177,27 @@ class LandtTester:
             last_data_at=w.last_data_at,
         )
         if n_new:
-            reading.points = PointBatch(cols["t_s"], cols["E_V"], cols["I_mA"] * 1e-3)
-            reading.cycle = cols["cycle"]
-            reading.step = cols["step"]
-            reading.step_state = cols["state"]
+            reading.points = PointBatch(new.t_s, new.E_V, new.I_mA * 1e-3)
+            reading.cycle = new.cycle
+            reading.step = new.step
+            reading.step_state = new.state
         if w.parser.n_rows:
-            reading.elapsed_s = float(w.parser.columns(start=w.parser.n_rows - 1)["t_s"][0])
+            reading.elapsed_s = float(w.parser.records(start=w.parser.n_rows - 1).t_s[0])
         return reading
 
     def poll_all(self) -> dict[str, LandtReading]:
         self.scan()
         return {ch: self.poll(ch) for ch in self.channels}
 
-    def run(self, channel: str) -> ImportedRun:
-        """Everything recorded on `channel` so far, as an `ImportedRun` (steps split, Q signed)."""
+    def export(self, channel: str) -> LandtExport:
+        """Everything recorded on `channel` so far: header, preamble and every row.
+
+        Rows only, in the export's units: splitting them into steps and signing the capacity is
+        the importer's job (`labctl.importers.landt.run_from_export`), above this layer.
+        """
         w = self._watches[channel]
         self._read_new(w)
-        return w.parser.to_run()
+        return w.parser.export()
 
     def _read_new(self, w: _Watch) -> None:
         try:
@@ -211,12 +218,6 @@ class LandtTester:
         if not w.head:
             w.head = data[:256]
         if w.decoder is None:
-            try:
-                data.decode("utf-8")
-                enc = "utf-8-sig"
-            except UnicodeDecodeError as exc:
-                # a multi-byte char cut at the end is fine; anything else means GBK (Chinese LANDdt)
-                enc = "utf-8-sig" if exc.start >= len(data) - 3 else "gb18030"
-            w.decoder = codecs.getincrementaldecoder(enc)(errors="replace")
+            w.decoder = export_decoder(data)
         w.offset += len(data)
         w.parser.feed_text(w.decoder.decode(data))
