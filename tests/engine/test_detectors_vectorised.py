@@ -1,126 +1,35 @@
-"""The batch (numpy) FailureDetector makes the per-sample loop's decisions, to the sample.
+"""The batch (numpy) FailureDetector makes the per-sample reference's decisions, to the sample.
 
-`feed` checks a poll's samples all at once for speed. Its contract is that nothing observable
-changes: the same trip (mode and message) at the same sample, and the same learned references
-afterwards. `_Reference` below is the straightforward per-sample detector, written out plainly;
-hypothesis drives both with synthetic traces (plateaus, drops, collapses, spikes, runaways,
-NaNs), random settings and random poll sizes, and they must agree on every call.
+`fast.FailureDetector.feed` checks a poll's samples all at once for speed. Its contract is that
+nothing observable changes: the same trip (mode and message) at the same sample, the same state
+after every poll and the same learned references. `reference.ReferenceDetector`, shipped beside
+it, is the plain per-sample definition; hypothesis drives both with synthetic traces (plateaus,
+drops, collapses, spikes, runaways, NaNs), random settings and random poll sizes, and they must
+agree on every call.
 """
 
 from __future__ import annotations
-
-from collections import deque
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labctl.engine.detectors import MIN_SIGMA_V, REFERENCE_SEGMENTS, FailureDetector, Trip
+from labctl.engine.detectors import FailureDetector, ReferenceDetector
 from labctl.protocol.resolved import DetectorSettings
 
 
-class _Reference:
-    """One sample at a time, no shortcuts: the semantics the batch detector must keep."""
-
-    def __init__(self, s: DetectorSettings) -> None:
-        self.s = s
-        self.plateau_R: list[float] = []
-        self.sigma_samples: list[float] = []
-        self.sigma_ref: float | None = None
-        self.seg_I = 0.0
-        self.seg_vals: list[float] = []
-        self.n = 0
-        self.short_run = 0
-        self.ma: deque[float] = deque(maxlen=5)
-        self.ma_hist: deque[float] = deque(maxlen=10)
-        self.spikes = 0
-        self.prev: float | None = None
-
-    def R_ref(self) -> float | None:
-        n = min(len(self.plateau_R), REFERENCE_SEGMENTS)
-        return float(np.median(self.plateau_R[:n])) if n else None
-
-    def start_segment(self, current_A: float) -> None:
-        self.seg_I = current_A
-        self.seg_vals = []
-        self.n = 0
-        self.short_run = 0
-        self.ma.clear()
-        self.ma_hist.clear()
-        self.spikes = 0
-        self.prev = None
-
-    def feed(self, E_V: np.ndarray) -> Trip | None:
-        s = self.s
-        if not s.enabled or self.seg_I == 0.0:
-            return None
-        sign = 1.0 if self.seg_I > 0 else -1.0
-        I = abs(self.seg_I)
-        for e in E_V.tolist():
-            self.n += 1
-            v = e * sign
-            if self.n <= s.ignore_first_samples:
-                self.prev = v
-                continue
-            self.seg_vals.append(v)
-            R = self.R_ref() or (
-                float(np.median(self.seg_vals[:10])) / I if len(self.seg_vals) >= 3 else None)
-            trip = self.check(v, I, R)
-            self.prev = v
-            if trip:
-                return trip
-        return None
-
-    def check(self, v: float, I: float, R: float | None) -> Trip | None:
-        s = self.s
-        if R is not None and s.hard_short_fraction is not None:
-            threshold = max(s.hard_short_floor_V, s.hard_short_fraction * I * R)
-            self.short_run = self.short_run + 1 if v < threshold else 0
-            if self.short_run >= s.hard_short_samples:
-                return Trip("hard_short", f"|V| {abs(v) * 1e3:.1f} mV below {threshold * 1e3:.1f} "
-                            f"mV for {self.short_run} samples")
-        if s.divergence_V is not None:
-            limit = s.divergence_V
-            if R is not None:
-                limit = min(limit, s.divergence_asr_factor * I * R)
-            if v > limit:
-                return Trip("divergence", f"|V| {v:.3f} V above {limit:.3f} V")
-        if s.sudden_drop_fraction is not None:
-            self.ma.append(v)
-            if len(self.ma) == 5:
-                ma = sum(self.ma) / 5
-                if (len(self.seg_vals) > 10 and self.ma_hist and self.short_run == 0
-                        and ma < (1 - s.sudden_drop_fraction) * max(self.ma_hist)):
-                    return Trip("sudden_drop", f"voltage fell from {max(self.ma_hist):.4f} V to "
-                                f"{ma:.4f} V within 10 samples")
-                self.ma_hist.append(ma)
-        if s.noise_sigma is not None and self.prev is not None:
-            d = v - self.prev
-            if self.sigma_ref is None:
-                self.sigma_samples.append(d)
-            elif d < -s.noise_sigma * self.sigma_ref:
-                self.spikes += 1
-                if self.spikes >= s.noise_spikes:
-                    return Trip("soft_short", f"{self.spikes} voltage spikes larger than "
-                                f"{s.noise_sigma:g} sigma ({self.sigma_ref * 1e3:.2f} mV)")
-        return None
-
-    def end_segment(self) -> Trip | None:
-        if not self.s.enabled or self.seg_I == 0.0 or len(self.seg_vals) < 3:
-            return None
-        R_k = float(np.median(self.seg_vals[len(self.seg_vals) // 2:])) / abs(self.seg_I)
-        trip = None
-        if self.plateau_R and R_k < 0.5 * self.plateau_R[-1] and R_k > 0:
-            trip = Trip("soft_short", f"plateau resistance fell from {self.plateau_R[-1]:.1f} "
-                        f"to {R_k:.1f} ohm")
-        elif self.R_ref() is not None and R_k > 3 * self.R_ref():  # type: ignore[operator]
-            trip = Trip("voids", f"plateau resistance {R_k:.1f} ohm above 3x reference "
-                        f"{self.R_ref():.1f} ohm")
-        self.plateau_R.append(R_k)
-        if self.sigma_ref is None and len(self.sigma_samples) >= 20:
-            d = np.asarray(self.sigma_samples)
-            self.sigma_ref = max(float(np.median(np.abs(d - np.median(d)))) * 1.4826, MIN_SIGMA_V)
-        return trip
+def _same_state(fast: FailureDetector, ref: ReferenceDetector) -> bool:
+    """Everything a later sample's decision depends on is equal (NaN equal to NaN)."""
+    def same(x: object, y: object) -> bool:
+        return bool(np.array_equal(np.asarray(x, dtype=float), np.asarray(y, dtype=float),
+                                   equal_nan=True))
+    return (fast._n == ref._n and fast._short_run == ref._short_run
+            and fast._spikes == ref._spikes
+            and same(fast._seg_vals, ref._seg_vals) and same(list(fast._ma), list(ref._ma))
+            and same(list(fast._ma_hist), list(ref._ma_hist))
+            and same([np.nan if fast._prev is None else fast._prev],
+                     [np.nan if ref._prev is None else ref._prev])
+            and (fast._prev is None) == (ref._prev is None))
 
 
 # ---- synthetic traces -----------------------------------------------------------------------
@@ -194,7 +103,7 @@ def test_batch_detector_matches_per_sample_reference(
     plateau: float, sigma: float, current: float, polls: list[int], keep_feeding: bool,
 ) -> None:
     rng = np.random.default_rng(seed)
-    fast, ref = FailureDetector(s), _Reference(s)
+    fast, ref = FailureDetector(s), ReferenceDetector(s)
     for k, pieces in enumerate(segments):
         sign = 1.0 if k % 2 == 0 else -1.0
         trace = sign * _segment_trace(rng, pieces, plateau, sigma)
@@ -208,6 +117,7 @@ def test_batch_detector_matches_per_sample_reference(
             i += n
             got, want = fast.feed(chunk), ref.feed(chunk)
             assert got == want, (k, i)
+            assert _same_state(fast, ref), (k, i)
             if want is not None and not keep_feeding:
                 break  # the engine stops the step on a trip
         assert fast.end_segment() == ref.end_segment()
@@ -232,3 +142,26 @@ def test_trip_lands_on_the_same_sample_whatever_the_poll_size() -> None:
         assert trip is not None and trip.mode == "hard_short"
         # 3 ignored samples; the trip sample is the last one appended
         assert det._n == 205 and len(det._seg_vals) == 202, (poll, fed)
+
+
+def test_a_healthy_segment_never_takes_the_per_sample_path() -> None:
+    """The fast path really is the one used: without a trip or a NaN, no sample goes through
+    the reference's per-sample loop (it would still be correct, only slow)."""
+    rng = np.random.default_rng(5)
+    det = FailureDetector(DetectorSettings())
+    calls: list[int] = []
+    original = det._feed_samples
+
+    def counting(vals: list[float], I: float) -> object:
+        calls.append(len(vals))
+        return original(vals, I)
+
+    det._feed_samples = counting  # type: ignore[method-assign]
+    for k in range(6):
+        sign = 1.0 if k % 2 == 0 else -1.0
+        det.start_segment(sign * 1e-3)
+        for chunk in np.array_split(sign * (0.1 + rng.normal(0, 1e-3, 300)), 5):
+            assert det.feed(chunk) is None
+        assert det.end_segment() is None
+    assert det.R_ref is not None and det.sigma_ref is not None
+    assert calls == []
