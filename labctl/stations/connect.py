@@ -15,6 +15,7 @@ Order matters for the cells' safety and is the same for real and simulated stati
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from labctl.protocol.cell import CellSpec
@@ -35,6 +36,7 @@ from labctl_drivers.registry import DriverKind, DriverRequest, make
 from labctl_drivers.sim.bench import SimulatedBench
 from labctl_drivers.sim.cell_model import CellModel
 from labctl_drivers.sim.faults import FaultPlan
+from labctl_drivers.sim.remote import RemoteOperator
 
 #: The stack pressure a simulated cell is assembled at when its description gives none.
 DEFAULT_SIM_PRESSURE_MPA = 10.0
@@ -166,12 +168,14 @@ def _frame(entry: FrameEntry, cell: CellSpec | None, bench: SimulatedBench | Non
     if area_mm2 is None:
         raise StationError(f"frame {entry.name!r}: no electrode_diameter_mm or area_mm2 "
                            "and no cell on its channel to take the area from")
-    motor = None
-    if entry.actuator is Actuator.SIMULATED_OPERATOR:
+    motor: Callable[[float], None] | None = None
+    if entry.actuator_kind is Actuator.SIMULATED_OPERATOR:
         if bench is None:
             raise StationError(f"frame {entry.name!r}: a simulated operator needs the "
                                "simulated bench")
         motor = bench.operator(entry.name)
+    elif entry.actuator_kind is Actuator.REMOTE_OPERATOR:
+        motor = RemoteOperator(entry.actuator, entry.name)
     return SpringPressureFrame(gauge, area_mm2=area_mm2, name=entry.name, motor=motor,
                                force_band_N=entry.force_band_N)
 

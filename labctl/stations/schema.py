@@ -30,9 +30,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
-from labctl.protocol.errors import LocatedError, ProtocolError
+from labctl.protocol.errors import LocatedError, ProtocolError, did_you_mean
 from labctl.protocol.loader import read_text_file
 from labctl.protocol.yaml_source import YamlSyntax, load_yaml, to_plain
 
@@ -112,7 +119,8 @@ class Actuator(enum.Enum):
     """Who turns a spring frame's screw."""
 
     OPERATOR = "operator"  # a person, told the force to set; labctl waits for the gauge
-    SIMULATED_OPERATOR = "simulated-operator"  # the simulated bench's operator
+    SIMULATED_OPERATOR = "simulated-operator"  # the in-process simulated bench's operator
+    REMOTE_OPERATOR = "remote"  # the operator of a simulated bench in its own process
 
 
 class FrameEntry(_Entry):
@@ -121,7 +129,14 @@ class FrameEntry(_Entry):
     electrode_diameter_mm: float | None = Field(default=None, gt=0, le=100)
     area_mm2: float | None = Field(default=None, gt=0, le=10_000)
     force_band_N: tuple[float, float] | None = None
-    actuator: Actuator = Actuator.OPERATOR
+    actuator: str = Field(default="operator", max_length=256, description=(
+        "operator | simulated-operator | tcp://HOST:PORT (a bench in its own process)"))
+
+    @property
+    def actuator_kind(self) -> Actuator:
+        if self.actuator.startswith("tcp://"):
+            return Actuator.REMOTE_OPERATOR
+        return Actuator(self.actuator)
 
     @model_validator(mode="after")
     def _checks(self) -> FrameEntry:
@@ -129,6 +144,10 @@ class FrameEntry(_Entry):
             raise ValueError("give at most one of electrode_diameter_mm or area_mm2")
         if self.force_band_N is not None and not 0 <= self.force_band_N[0] < self.force_band_N[1]:
             raise ValueError("force_band_N must be [low, high] with 0 <= low < high")
+        if not self.actuator.startswith("tcp://") and self.actuator not in {
+                Actuator.OPERATOR.value, Actuator.SIMULATED_OPERATOR.value}:
+            raise ValueError("actuator must be operator, simulated-operator or tcp://HOST:PORT, "
+                             f"not {self.actuator!r}")
         return self
 
 
@@ -148,44 +167,58 @@ class StationSpec(_Entry):
     channels: list[ChannelEntry] = Field(min_length=1, max_length=1024)
 
     @model_validator(mode="after")
-    def _references(self) -> StationSpec:
-        problems: list[str] = []
-        pots = [p.name for p in self.potentiostats]
-        frames = [f.name for f in self.frames]
-        for what, names in (("potentiostat", pots), ("frame", frames)):
-            dup = sorted({n for n in names if names.count(n) > 1})
-            if dup:
-                problems.append(f"{what} names must be unique: {', '.join(dup)}")
-        seen: set[tuple[str, int]] = set()
-        used_frames: set[str] = set()
-        for i, ch in enumerate(self.channels):
-            if ch.potentiostat not in pots:
-                problems.append(f"channels[{i}]: no potentiostat named {ch.potentiostat!r}")
-            if ch.frame is not None and ch.frame not in frames:
-                problems.append(f"channels[{i}]: no frame named {ch.frame!r}")
-            if (ch.potentiostat, ch.channel) in seen:
-                problems.append(f"channels[{i}]: {ch.potentiostat} channel {ch.channel} is "
-                                "listed twice")
-            seen.add((ch.potentiostat, ch.channel))
-            if ch.frame is not None:
-                if ch.frame in used_frames:
-                    problems.append(f"channels[{i}]: frame {ch.frame!r} already holds another "
-                                    "channel's cell")
-                used_frames.add(ch.frame)
-        simulated = [p.name for p in self.potentiostats if p.backend_kind is Backend.SIMULATED]
-        if simulated and self.clock.kind is not ClockKind.VIRTUAL:
-            problems.append("in-process simulated instruments run on the virtual clock "
-                            "(clock: {kind: virtual})")
-        if self.clock.kind is ClockKind.VIRTUAL and len(simulated) != len(self.potentiostats):
-            problems.append("a virtual clock needs every potentiostat simulated in-process")
-        if problems:
-            raise ValueError("; ".join(problems))
+    def _references(self, info: ValidationInfo) -> StationSpec:
+        if not (info.context or {}).get("located"):
+            problems = reference_problems(self)
+            if problems:
+                raise ValueError("; ".join(msg for _, msg in problems))
         return self
 
     @property
     def simulated(self) -> bool:
         """True when every instrument below the drivers is simulated."""
         return all(p.backend_kind is not Backend.VENDOR for p in self.potentiostats)
+
+
+def reference_problems(spec: StationSpec) -> list[tuple[tuple[str | int, ...], str]]:
+    """What is inconsistent across entries, each with the path it is about."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    pots = [p.name for p in spec.potentiostats]
+    frames = [f.name for f in spec.frames]
+    for what, key, names in (("potentiostat", "potentiostats", pots),
+                             ("frame", "frames", frames)):
+        for i, n in enumerate(names):
+            if n in names[:i]:
+                problems.append(((key, i, "name"), f"{what} name {n!r} is used twice"))
+    seen: set[tuple[str, int]] = set()
+    used_frames: set[str] = set()
+    for i, ch in enumerate(spec.channels):
+        if ch.potentiostat not in pots:
+            problems.append(((("channels", i, "potentiostat")),
+                             f"no potentiostat named {ch.potentiostat!r}"
+                             f"{did_you_mean(ch.potentiostat, pots)}"))
+        if ch.frame is not None and ch.frame not in frames:
+            problems.append((("channels", i, "frame"),
+                             f"no frame named {ch.frame!r}{did_you_mean(ch.frame, frames)}"))
+        if (ch.potentiostat, ch.channel) in seen:
+            problems.append((("channels", i, "channel"),
+                             f"{ch.potentiostat} channel {ch.channel} is listed twice"))
+        seen.add((ch.potentiostat, ch.channel))
+        if ch.frame is not None:
+            if ch.frame in used_frames:
+                problems.append((("channels", i, "frame"),
+                                 f"frame {ch.frame!r} already holds another channel's cell"))
+            used_frames.add(ch.frame)
+    simulated = [i for i, p in enumerate(spec.potentiostats)
+                 if p.backend_kind is Backend.SIMULATED]
+    if simulated and spec.clock.kind is not ClockKind.VIRTUAL:
+        problems.append((("potentiostats", simulated[0], "backend"),
+                         "in-process simulated instruments run on the virtual clock "
+                         "(clock: {kind: virtual})"))
+    if spec.clock.kind is ClockKind.VIRTUAL and len(simulated) != len(spec.potentiostats):
+        problems.append((("clock", "kind"),
+                         "a virtual clock needs every potentiostat simulated in-process"))
+    return problems
 
 
 def looks_like_station(data: Any) -> bool:
@@ -222,7 +255,7 @@ def parse_station_text(file: str, text: str) -> StationSpec:
     if not isinstance(src.data, dict):
         raise ProtocolError([LocatedError(file, 1, 1, (), "expected a YAML mapping (a station)")])
     try:
-        return StationSpec.model_validate(to_plain(src.data))
+        spec = StationSpec.model_validate(to_plain(src.data), context={"located": True})
     except ValidationError as exc:
         errors = []
         for err in exc.errors(include_url=False):
@@ -237,6 +270,10 @@ def parse_station_text(file: str, text: str) -> StationSpec:
                 label = f"'{key}': " if isinstance(key, str) and key else ""
                 errors.append(src.error(loc, label + msg))
         raise ProtocolError(errors) from None
+    problems = reference_problems(spec)
+    if problems:
+        raise ProtocolError([src.error(path, msg) for path, msg in problems])
+    return spec
 
 
 def load_station(path: str | Path) -> StationSpec:
