@@ -19,6 +19,7 @@ from labctl_drivers.sim.cells import (
     NaKHalfCell,
     NaKSymmetricCell,
     NaSymmetricCell,
+    PerStepCell,
     SimulatedCell,
     make_cell,
 )
@@ -163,11 +164,12 @@ def test_deterministic_by_seed() -> None:
 
 
 def test_closed_form_chunks_equal_per_step_euler() -> None:
-    """The fast path must be the same physics as the slow path, not an approximation of it."""
+    """The fast path (`SimulatedCell`, closed-form chunks) must be the same physics as the
+    reference (`PerStepCell`, one Euler step at a time), not an approximation of it."""
 
-    def run(force_slow: bool, noise_V: float = 0.0) -> tuple[np.ndarray, CellState]:
-        cell = NaKHalfCell(k_wt_pct=80.0, noise_V=noise_V, seed=5)
-        cell._force_slow = force_slow
+    def run(reference: bool, noise_V: float = 0.0) -> tuple[np.ndarray, CellState]:
+        fast = NaKHalfCell(k_wt_pct=80.0, noise_V=noise_V, seed=5)
+        cell = PerStepCell(fast.params) if reference else fast
         out = [
             cell.run_constant_current(_amps(0.8), 1.0, 200),  # above j_c: voids open
             cell.run_constant_current(0.0, 1.0, 300),  # voids close analytically
@@ -182,6 +184,41 @@ def test_closed_form_chunks_equal_per_step_euler() -> None:
     assert s_fast.phi == pytest.approx(s_slow.phi, abs=1e-12)
     # the noise stream is indexed by sample, so even noisy traces agree path for path
     np.testing.assert_allclose(run(False, 2e-4)[0], run(True, 2e-4)[0], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "cell_args",
+    [("Na", None, "Na", 1.0), ("NaK", 80.0, "Na", 10.0), ("NaK", 50.0, "NaK", 10.0)],
+    ids=["na_sym", "nak_half", "nak_sym"],
+)
+def test_reference_is_the_fast_cells_per_step_path(
+    cell_args: tuple[str, float | None, str, float],
+) -> None:
+    """`PerStepCell` is exactly what `SimulatedCell` does when every step takes the per-step
+    path: voids, filaments, micro-shorts, a hard short, rests, potentiostatic steps and spectra
+    agree bit for bit, so the reference shipped beside the fast path is the one it is held to."""
+    anode, k, counter, pressure = cell_args
+
+    def run(cell: PerStepCell) -> tuple[list[np.ndarray], CellState]:
+        a = cell.area_cm2
+        out: list[np.ndarray] = []
+        for i in range(24):  # rising current: voids, then filaments and micro-shorts
+            V = cell.run_constant_current((-1) ** i * _amps(0.2 + 0.15 * i, a), 1.0, 300,
+                                          -1.5, 1.5)
+            out.append(V)
+            out.append(np.array([cell.step(0.0, 2.1), cell.solve_current(0.01, 1.0)]))
+        out.append(cell.impedance(np.logspace(-2, 6, 20)))
+        cell.inject_short()
+        out.append(cell.run_constant_current(_amps(1.0, a), 1.0, 50))
+        return out, cell.state
+
+    fast = make_cell(anode, k, None, counter, None, AREA, 25.0, pressure, 11)
+    fast._force_slow = True
+    ref = PerStepCell(fast.params)
+    got, want = run(fast), run(ref)
+    assert len(got[0]) == len(want[0])
+    assert all(np.array_equal(g, w) for g, w in zip(got[0], want[0], strict=True))
+    assert got[1] == want[1]
 
 
 @pytest.mark.parametrize("noise_V", [0.0, 2e-4])
