@@ -246,9 +246,12 @@ class VisaTransport:
             waiting = int(self._res.bytes_in_buffer)
         except (*self._errors, AttributeError, NotImplementedError, TypeError):
             waiting = 0
-        try:
-            if waiting:
+        if waiting:
+            try:
                 return len(self._res.read_bytes(waiting))
+            except self._errors as exc:
+                raise self._gone("read", exc) from exc
+        try:
             self._res.flush(self._pyvisa.constants.BufferOperation.discard_read_buffer)
         except (*self._errors, NotImplementedError):
             pass  # nothing to discard, or a resource (pyvisa-sim) that cannot say
