@@ -136,12 +136,8 @@ class SimulatedCell(PerStepCell):
     def _v_ion(
         self, j: float, A1: np.ndarray, A2: np.ndarray, E1: np.ndarray, E2: np.ndarray
     ) -> np.ndarray:
-        """Voltage (V) driving an ionic current j (mA/cm², + strips WE) through the stack."""
-        b = 2.0 * self._RT_F
-        Rc = self.params.R_c * 1e-3
-        eta1 = b * np.arcsinh(j / (2.0 * self._j0[0] * A1)) + j * Rc * (1.0 / A1 - 1.0)
-        eta2 = b * np.arcsinh(j / (2.0 * self._j0[1] * A2)) + j * Rc * (1.0 / A2 - 1.0)
-        return E1 - E2 + j * self.R_ohm * 1e-3 + eta1 + eta2
+        """`_v_ion_scalar` over a chunk's arrays of areas and potentials."""
+        return self._stack_voltage(np.arcsinh, j, A1, A2, E1, E2)
 
     # ------------------------------------------------------------------ closed-form chunks
     def _fast_eligible(self, j: float) -> bool:

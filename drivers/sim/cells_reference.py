@@ -23,6 +23,7 @@ give this module's numbers (tests/sim/test_cell_physics.py compares the two).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -391,10 +392,20 @@ class PerStepCell:
         return A1, A2, E1, E2
 
     def _v_ion_scalar(self, j: float, A1: float, A2: float, E1: float, E2: float) -> float:
+        """Voltage (V) driving an ionic current j (mA/cm², + strips WE) through the stack."""
+        return self._stack_voltage(math.asinh, j, A1, A2, E1, E2)
+
+    def _stack_voltage(self, asinh: Callable[[Any], Any], j: float, A1: Any, A2: Any, E1: Any,
+                       E2: Any) -> Any:
+        """V = E1 − E2 + j·R_Ω + η1 + η2, with η = (2RT/F)·asinh(j / 2 j0 A) + j·R_c·(1/A − 1).
+
+        Written once for scalars (`math.asinh`) and for the closed-form chunks' arrays
+        (`np.arcsinh`): the same operations in the same order either way.
+        """
         b = 2.0 * self._RT_F
         Rc = self.params.R_c * 1e-3
-        eta1 = b * math.asinh(j / (2.0 * self._j0[0] * A1)) + j * Rc * (1.0 / A1 - 1.0)
-        eta2 = b * math.asinh(j / (2.0 * self._j0[1] * A2)) + j * Rc * (1.0 / A2 - 1.0)
+        eta1 = b * asinh(j / (2.0 * self._j0[0] * A1)) + j * Rc * (1.0 / A1 - 1.0)
+        eta2 = b * asinh(j / (2.0 * self._j0[1] * A2)) + j * Rc * (1.0 / A2 - 1.0)
         return E1 - E2 + j * self.R_ohm * 1e-3 + eta1 + eta2
 
     def _v_ion_state(self, j: float) -> float:

@@ -83,9 +83,9 @@ class FailureDetector(ReferenceDetector):
 
     def feed(self, E_V: np.ndarray) -> Trip | None:
         """Check new samples of the running segment; return the first trip, if any."""
-        if not self.s.enabled or self._seg_I == 0.0:
+        sign = self._active_sign()
+        if sign is None:
             return None
-        sign = 1.0 if self._seg_I > 0 else -1.0
         I = abs(self._seg_I)
         v = np.asarray(E_V, dtype=float) * sign
         skip = min(len(v), max(self.s.ignore_first_samples - self._n, 0))
@@ -167,10 +167,7 @@ class FailureDetector(ReferenceDetector):
             if not below.any() and s.hard_short_samples > 0:
                 st.run_zero = True  # every sample resets the run: 0 throughout, trips nothing
                 return L
-            hits = np.cumsum(below)
-            reset_at = np.maximum.accumulate(np.where(below, -1, np.arange(L)))
-            st.run = np.where(reset_at >= 0, hits - hits[np.maximum(reset_at, 0)],
-                              self._short_run + hits)
+            st.run = self._run_lengths(below, ~below)
             return _earliest(st.run >= s.hard_short_samples, L)
         if R.per_sample is None or R.valid is None:
             return L
@@ -179,11 +176,16 @@ class FailureDetector(ReferenceDetector):
         below = R.valid & (v < thr)
         # reset where a sample with a resistance is above the threshold, carried through
         # samples without one (no resistance yet: no test)
-        hits = np.cumsum(below)
-        reset_at = np.maximum.accumulate(np.where(R.valid & ~below, np.arange(L), -1))
-        st.run = np.where(reset_at >= 0, hits - hits[np.maximum(reset_at, 0)],
-                          self._short_run + hits)
+        st.run = self._run_lengths(below, R.valid & ~below)
         return _earliest(R.valid & (st.run >= s.hard_short_samples), L)
+
+    def _run_lengths(self, below: np.ndarray, reset: np.ndarray) -> np.ndarray:
+        """The hard-short run after each sample: one longer where `below`, back to 0 where
+        `reset`, and carried on from the segment's run so far until the first reset."""
+        hits = np.cumsum(below)
+        reset_at = np.maximum.accumulate(np.where(reset, np.arange(len(below)), -1))
+        return np.where(reset_at >= 0, hits - hits[np.maximum(reset_at, 0)],
+                        self._short_run + hits)
 
     def _divergence(self, v: np.ndarray, I: float, R: _Resistance) -> int:
         """The first sample above min(V_cut, k·|I|·R)."""

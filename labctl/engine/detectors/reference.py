@@ -85,11 +85,17 @@ class ReferenceDetector:
             return None
         return float(np.median(self._seg_vals[:10])) / abs(self._seg_I)
 
-    def feed(self, E_V: np.ndarray) -> Trip | None:
-        """Check new samples of the running segment; return the first trip, if any."""
+    def _active_sign(self) -> float | None:
+        """sign(I) of the running segment; None if detection is off or no current flows."""
         if not self.s.enabled or self._seg_I == 0.0:
             return None
-        sign = 1.0 if self._seg_I > 0 else -1.0
+        return 1.0 if self._seg_I > 0 else -1.0
+
+    def feed(self, E_V: np.ndarray) -> Trip | None:
+        """Check new samples of the running segment; return the first trip, if any."""
+        sign = self._active_sign()
+        if sign is None:
+            return None
         return self._feed_samples([e * sign for e in np.asarray(E_V, dtype=float).tolist()],
                                   abs(self._seg_I))
 
