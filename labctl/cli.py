@@ -131,8 +131,7 @@ def _launch_and_report(start: Any, *, sim: bool, station: Path | None, db: str |
     live = LiveProgress(out, enabled=not as_json and out.is_terminal)
     with live:
         result = start(sim=sim, station_path=station, db_url=db, operator=operator, seed=seed,
-                       on_progress=live.update, on_start=live.start,
-                       on_plan=live.set_estimate, notify=notify)
+                       subscribers=[live], notify=notify)
     runs = [
         {"run_id": o.run_id, "status": o.status, "end_reason": o.end_reason,
          "results": result.results.get(o.run_id, {})}
@@ -305,11 +304,12 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The expanded steps with absolute values, estimated duration and charge, and bounds."""
+    from labctl.engine.timing import INSTRUMENT_TIMING
     from labctl.protocol import load_and_resolve, plan_total
     from labctl.protocol import plan as make_plan
 
     resolved, _, _ = load_and_resolve(protocol, cell)
-    rows = make_plan(resolved)
+    rows = make_plan(resolved, INSTRUMENT_TIMING)
     total = plan_total(rows)
     if as_json:
         _json({"steps": [r.__dict__ for r in rows], "total": total.__dict__})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import getpass
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Required, TypedDict, Unpack
@@ -18,9 +18,20 @@ from typing import Any, Required, TypedDict, Unpack
 from sqlalchemy import Engine
 
 import labctl
-from labctl.engine.channel import ChannelContext
+from labctl.engine.channel import DEFAULT_MAX_LINKED, ChannelContext
+from labctl.engine.events import (
+    Event,
+    EventBus,
+    EventKind,
+    OperatorAction,
+    RunSummary,
+    Severity,
+    Sink,
+    StepEnded,
+    StepStatus,
+)
 from labctl.engine.runner import RunOutcome, run_protocol
-from labctl.engine.scheduler import Scheduler
+from labctl.engine.timing import INSTRUMENT_TIMING
 from labctl.notify import Notifier
 from labctl.protocol import (
     LocatedError,
@@ -35,7 +46,7 @@ from labctl.protocol.cell import CellSpec
 from labctl.protocol.loader import ProtocolDocument
 from labctl.protocol.resolved import ResolvedProtocol
 from labctl.recording.database import open_database
-from labctl.recording.recorder import Recorder
+from labctl.recording.recorder import Recorder, RecordingSink
 from labctl.station import Station, build_sim_station
 from labctl.station_file import connect_station, load_station_spec
 from labctl_drivers.sim.faults import FaultPlan
@@ -103,9 +114,7 @@ class LaunchOptions(TypedDict, total=False):
     operator: str | None
     seed: int
     faults: FaultPlan | None
-    on_progress: Callable[[int, dict[str, Any]], None] | None
-    on_start: Callable[[list[int], Engine], None] | None
-    on_plan: Callable[[float], None] | None
+    subscribers: Sequence[Sink]
     notify: list[str] | None
 
 
@@ -125,15 +134,16 @@ def launch_runs(
     operator: str | None = None,
     seed: int = 0,
     faults: FaultPlan | None = None,
-    on_progress: Callable[[int, dict[str, Any]], None] | None = None,
-    on_start: Callable[[list[int], Engine], None] | None = None,
-    on_plan: Callable[[float], None] | None = None,
+    subscribers: Sequence[Sink] = (),
     notify: list[str] | None = None,
 ) -> LaunchResult:
-    """Run prepared (protocol, cell) pairs concurrently, one channel each, and record them."""
+    """Run prepared (protocol, cell) pairs concurrently, one channel each, and record them.
+
+    `subscribers` hear every engine event (`labctl.engine.events`), e.g. a live display;
+    they are isolated: one that fails is logged and never stops a run. The recorder is the
+    critical subscriber, the only writer of the database.
+    """
     notifier = Notifier(notify) if notify else None  # a bad URL is refused before any run
-    if on_plan is not None:
-        on_plan(max(plan_total(plan(r.protocol)).duration_s for r in prepared))
     if not sim and station_path is None:
         raise LaunchError("say where to run: --sim for the simulated bench, or --station FILE "
                           "naming the real instruments")
@@ -143,48 +153,47 @@ def launch_runs(
     station = (connect_station(spec, cells) if spec is not None
                else build_sim_station(cells, seed=seed, faults=faults))
     recorder = Recorder(engine)
-    if notifier is not None:
-        recorder.observers.append(notifier.on_event)
     recorder.reconcile_stale_runs()
-    contexts = _open_runs(prepared, station, recorder, operator, seed, on_progress)
-    if on_start is not None:
-        on_start([c.run_id for c in contexts], engine)
-    # Everything alive now (modules, protocol, station) lives as long as the run: park it in
-    # the collector's permanent generation so full collections during a long run do not
-    # rescan it every time; hand it back afterwards.
-    gc.freeze()
+    sink = RecordingSink(recorder)
+    bus = EventBus()
+    bus.subscribe(sink, critical=True, name="recorder")
+    for sub in (*subscribers, *([notifier] if notifier is not None else [])):
+        bus.subscribe(sub)
     try:
-        outcomes = run_protocol([(ctx, r.protocol) for ctx, r in zip(contexts, prepared)],
-                                housekeeping=_housekeeping(contexts, recorder))
-    finally:
-        gc.unfreeze()
-    result = LaunchResult(outcomes)
-    for out in outcomes:
-        recorder.store_results(
-            out.run_id, "engine", labctl.__version__,
-            [(k, v, _unit(k), None) for k, v in out.results.items()],
-        )
-        result.results[out.run_id] = dict(out.results)
-    _run_analyses(engine, recorder, prepared, outcomes, result)
-    if notifier is not None:
+        contexts = _open_runs(prepared, station, recorder, bus, operator, seed)
+        drt_runs = {c.run_id for c, r in zip(contexts, prepared) if "drt" in r.protocol.analyses}
+        if drt_runs:
+            bus.subscribe(StepEndAnalyses(recorder, sink, drt_runs), name="step-end analyses")
+        # Everything alive now (modules, protocol, station) lives as long as the run: park it
+        # in the collector's permanent generation so full collections during a long run do not
+        # rescan it every time; hand it back afterwards.
+        gc.freeze()
+        try:
+            outcomes = run_protocol([(ctx, r.protocol) for ctx, r in zip(contexts, prepared)],
+                                    controls=DatabaseControls(recorder))
+        finally:
+            gc.unfreeze()
+        result = LaunchResult(outcomes, {o.run_id: dict(o.results) for o in outcomes})
+        _run_analyses(engine, recorder, prepared, outcomes, result)
         for out, run in zip(outcomes, prepared):
-            notifier.run_ended(out.run_id, run.cell.id, out.status, out.end_reason,
-                               result.results[out.run_id])
+            bus.publish(RunSummary(out.run_id, run.cell.id, out.status, out.end_reason,
+                                   result.results[out.run_id]))
+    finally:
+        if notifier is not None:
+            notifier.close()  # deliver what is queued before the process may exit
     return result
 
 
-def _unit(name: str) -> str:
-    for suffix, unit in (("_mA_cm2", "mA/cm^2"), ("_mAh_cm2", "mAh/cm^2"), ("_mAh_g", "mAh/g"),
-                         ("_mAh", "mAh"), ("_ohm", "ohm"), ("_s", "s"), ("_V", "V")):
-        if name.endswith(suffix):
-            return unit
-    return ""
+def _estimate_s(protocol: ResolvedProtocol) -> float:
+    """The plan's duration, with the instrument's timing of EIS sweeps."""
+    return plan_total(plan(protocol, INSTRUMENT_TIMING)).duration_s
 
 
 def _open_runs(
-    prepared: list[PreparedRun], station: Station, recorder: Recorder, operator: str | None,
-    seed: int, on_progress: Callable[[int, dict[str, Any]], None] | None,
+    prepared: list[PreparedRun], station: Station, recorder: Recorder, bus: EventBus,
+    operator: str | None, seed: int,
 ) -> list[ChannelContext]:
+    """Create every run row (the run ids), then a channel context per run on the bus."""
     contexts = []
     t0 = station.clock.now()
     for binding, run in zip(station.bindings, prepared):
@@ -199,41 +208,61 @@ def _open_runs(
             potentiostat=binding.potentiostat, channel=binding.channel_index, seed=seed,
             pid=os.getpid(),
         )
-        ctx = ChannelContext(
-            run_id=run_id, recorder=recorder, channel=binding.channel, clock=station.clock,
+        contexts.append(ChannelContext(
+            run_id=run_id, bus=bus, channel=binding.channel, clock=station.clock,
             t0=t0, limits=protocol.limits, area_cm2=binding.cell.area,
             frame=binding.frame, poll_interval_s=station.poll_interval_s,
-        )
-        if on_progress is not None:
-            ctx.on_progress = lambda info, rid=run_id: on_progress(rid, info)
-        ctx.on_step_end = _step_end_analyses(recorder, run_id, protocol.analyses)
-        contexts.append(ctx)
+            max_linked=linked_techniques(binding.channel), cell=binding.cell.id,
+            estimated_s=_estimate_s(protocol),
+        ))
     return contexts
 
 
-def _step_end_analyses(
-    recorder: Recorder, run_id: int, names: tuple[str, ...]
-) -> Callable[[int, str], None] | None:
+def linked_techniques(channel: object) -> int:
+    """How many techniques `channel` runs back to back in one load: its
+    `max_linked_techniques` (1: one technique per load), else the engine's default."""
+    return int(getattr(channel, "max_linked_techniques", DEFAULT_MAX_LINKED))
+
+
+class StepEndAnalyses:
     """Per-step analyses that run as soon as their step ends (results visible during the run).
 
     Only the fast ones: DRT + Kramers-Kronig of each spectrum (~ms). Everything in the
-    protocol's `analyses:` list runs again over the whole run at its end. An analysis failure
-    is recorded as an event and never stops the run.
+    protocol's `analyses:` list runs again over the whole run at its end. A subscriber after
+    the recorder, so the spectrum is committed when it reads it; an analysis failure is
+    recorded as a note and never stops the run.
     """
-    if "drt" not in names:
-        return None
-    from labctl.analysis.products import analyze_drt_step
 
-    def on_step_end(step_id: int, kind: str) -> None:
-        if kind != "eis":
+    def __init__(self, recorder: Recorder, sink: RecordingSink, run_ids: set[int]) -> None:
+        self.recorder = recorder
+        self.sink = sink
+        self.run_ids = run_ids
+
+    def __call__(self, event: Event) -> None:
+        if (not isinstance(event, StepEnded) or event.kind != "eis"
+                or event.status is not StepStatus.COMPLETED or event.run_id not in self.run_ids):
             return
-        try:
-            analyze_drt_step(recorder.engine, recorder, run_id, step_id)
-        except Exception as exc:  # a bad fit must not stop a cell's run
-            recorder.event(run_id, "note", f"step analysis 'drt' failed: {exc}",
-                           step_id=step_id, severity="warning")
+        from labctl.analysis.products import analyze_drt_step
 
-    return on_step_end
+        step_id = self.sink.row_of(event.run_id, event.step)
+        try:
+            analyze_drt_step(self.recorder.engine, self.recorder, event.run_id, step_id)
+        except Exception as exc:  # a bad fit must not stop a cell's run
+            self.recorder.event(event.run_id, EventKind.NOTE,
+                                f"step analysis 'drt' failed: {exc}", step_id=step_id,
+                                severity=Severity.WARNING)
+
+
+class DatabaseControls:
+    """Operator requests from the run rows (`labctl pause/resume/abort`, from any process);
+    reading them is the run's heartbeat."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    def request(self, run_id: int) -> OperatorAction | None:
+        action = self.recorder.heartbeat(run_id)
+        return None if action is None else OperatorAction(action)
 
 
 def _operator() -> str | None:
@@ -241,31 +270,6 @@ def _operator() -> str | None:
         return getpass.getuser()
     except Exception:
         return None
-
-
-def _housekeeping(
-    contexts: list[ChannelContext], recorder: Recorder
-) -> Callable[[Scheduler], None]:
-    """Every wall second: commit points, beat the heart, apply operator requests."""
-    by_run = {c.run_id: c for c in contexts}
-
-    def tick(sched: Scheduler) -> None:
-        recorder.maybe_flush()
-        for run_id, ctx in by_run.items():
-            action = recorder.heartbeat(run_id)
-            if action == "abort":
-                recorder.event(run_id, "operator", "abort requested", t_s=ctx.run_time())
-                sched.abort(run_id, "aborted by operator")
-            elif action == "pause" and not ctx.paused:
-                ctx.paused = True
-                recorder.event(run_id, "operator", "paused", t_s=ctx.run_time())
-                recorder.set_run_status(run_id, "paused")
-            elif action == "resume" and ctx.paused:
-                ctx.paused = False
-                recorder.event(run_id, "operator", "resumed", t_s=ctx.run_time())
-                recorder.set_run_status(run_id, "running")
-
-    return tick
 
 
 def _run_analyses(engine: Engine, recorder: Recorder, prepared: list[PreparedRun],

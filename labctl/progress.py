@@ -1,7 +1,8 @@
 """Live progress for people at a terminal: step, elapsed time, V, I, Q per running channel.
 
-Only shown on a terminal; with --json or when output is piped, nothing is drawn, so stdout stays
-machine-readable.
+A subscriber of the engine's events (`labctl.engine.events`): it keeps the latest values per run
+and redraws at most every REFRESH_S. Only shown on a terminal; with --json or when output is
+piped, nothing is drawn, so stdout stays machine-readable.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
-from sqlalchemy import Engine
+
+from labctl.engine.events import Event, Points, RunStarted, StepStarted
 
 REFRESH_S = 0.25
 
@@ -22,6 +24,7 @@ class LiveProgress:
         self.console = console
         self.enabled = enabled
         self.state: dict[int, dict[str, Any]] = {}
+        self.steps: dict[int, str] = {}  # run id -> name of its innermost running step
         self.estimated_s: float | None = None  # from the plan; adaptive steps make it a guess
         self._live: Live | None = None
         self._last = 0.0
@@ -38,17 +41,25 @@ class LiveProgress:
             self._live.update(self._table(), refresh=True)
             self._live.__exit__(None, None, None)
 
-    def start(self, run_ids: list[int], engine: Engine) -> None:
-        for rid in run_ids:
-            self.state[rid] = {}
-        if self.enabled:
-            self.console.print(f"runs {', '.join(map(str, run_ids))} started")
+    def __call__(self, event: Event) -> None:
+        """The subscriber: only run starts, step starts and points matter here."""
+        if isinstance(event, Points):
+            self.state[event.run_id] = {
+                "step": self.steps.get(event.run_id, ""), "t_s": float(event.t_s[-1]),
+                "E_V": float(event.E_V[-1]), "I_mA": float(event.I_mA[-1]),
+                "Q_mAh": float(event.Q_mAh[-1]),
+            }
+            self._refresh()
+        elif isinstance(event, StepStarted):
+            self.steps[event.run_id] = event.name
+        elif isinstance(event, RunStarted):
+            self.state[event.run_id] = {}
+            if event.estimated_s is not None:
+                self.estimated_s = max(self.estimated_s or 0.0, event.estimated_s)
+            if self.enabled:
+                self.console.print(f"run {event.run_id} started")
 
-    def set_estimate(self, seconds: float) -> None:
-        self.estimated_s = seconds
-
-    def update(self, run_id: int, info: dict[str, Any]) -> None:
-        self.state[run_id] = info
+    def _refresh(self) -> None:
         now = time.monotonic()
         if self._live is not None and now - self._last >= REFRESH_S:
             self._last = now

@@ -29,12 +29,7 @@ PYPROJECT = ROOT / "pyproject.toml"
 
 #: Contracts broken today for a known reason that a change in progress removes. Strict xfail: the
 #: day the change lands the test XPASSes, which fails the run, and the entry is deleted here.
-PENDING: dict[str, str] = {
-    "engine-emits-events": (
-        "labctl.engine.channel and labctl.engine.runner import labctl.recording.recorder; the "
-        "engine is being changed to emit events that the recorder subscribes to"
-    ),
-}
+PENDING: dict[str, str] = {}
 
 # Folder in the checkout -> its import name (pyproject.toml [tool.setuptools.package-dir]).
 _PACKAGES = {"labctl": "labctl", "drivers": "labctl_drivers", "chemistry": "labctl_chemistry"}

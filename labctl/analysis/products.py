@@ -12,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import Engine
 
-from labctl.analysis import ccd, cv, cycling, eis, stripping
+from labctl.analysis import cv, cycling, eis, stripping
+from labctl.engine import ccd
+from labctl.engine.events import StepStatus
 from labctl.recording.queries import (
     StepSummary,
     run_events,
@@ -55,7 +57,7 @@ def analyze_ccd(engine: Engine, recorder: Recorder, run_id: int) -> Results:
         gal = [s for s in children if s.kind == "galvanostatic"]
         mode_by_step = {e.step_id: (e.data or {}).get("mode") for e in events}
         halves = [
-            ccd.HalfCycle(s.id, float(s.params.get("current_mA") or 0.0), s.status,
+            ccd.HalfCycle(s.id, float(s.params.get("current_mA") or 0.0), StepStatus(s.status),
                           s.end_reason, _last_abs_q(engine, s.id), mode_by_step.get(s.id))
             for s in gal
         ]
@@ -63,17 +65,10 @@ def analyze_ccd(engine: Engine, recorder: Recorder, run_id: int) -> Results:
         pts = step_points(engine, [s.id for s in children])
         res = ccd.critical_current_density(halves, area, mode_by_step.get(ramp.id),
                                            pts["P_MPa"] if len(pts["P_MPa"]) else None)
+        rows += [(name, value, unit, None) for name, value, unit in ccd.result_rows(res)]
         rows += [
-            ("ccd_mA_cm2", res.ccd_mA_cm2, "mA/cm^2", None),
-            ("ccd_last_passed_mA_cm2", res.last_passed_mA_cm2, "mA/cm^2", None),
-            ("ccd_failure_mode", res.failure_mode, "", None),
             ("ccd_failed_step_id", res.failed_step_id, "", None),
-            ("ccd_half_cycle_capacity_mAh_cm2", res.half_cycle_capacity_mAh_cm2, "mAh/cm^2",
-             None),
-            ("ccd_cumulative_capacity_mAh_cm2", res.cumulative_capacity_mAh_cm2, "mAh/cm^2",
-             None),
             ("ccd_stack_pressure_MPa", res.stack_pressure_MPa, "MPa", None),
-            ("ccd_current_steps", res.n_steps, "", None),
         ]
         if res.failed_step_id is not None:
             rows.append(("ccd_failed_here", res.ccd_mA_cm2, "mA/cm^2", res.failed_step_id))

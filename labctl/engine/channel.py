@@ -1,10 +1,14 @@
-"""Everything a running protocol needs on one channel, and the one loop that runs a technique.
+"""Everything a running protocol needs on one channel, and the one loop that runs techniques.
 
 `ChannelContext` binds a run to its instruments (a potentiostat channel, optionally a pressure
-frame), the clock, the recorder and the operator's controls. `run_technique` is the heart of
-the engine: load, start, poll until the instrument ends the technique or software ends it (a
-limit, a detector, an abort), recording every point on the way. Every exit path stops the
-channel first.
+frame), the clock, the event bus and the operator's pause flag; it numbers the run's steps and
+publishes their start and end. `run_segments` is the heart of the engine: it loads consecutive
+techniques as one linked sequence (as many as the channel links, `max_linked`), so the
+instrument runs them back to back without an open-circuit gap, and polls until the instrument
+ends them or software ends them (a limit, a detector, an abort). Each technique's points go to
+its own step, routed by the instrument's `technique_index`; each step is closed when
+`reading.ends` says its technique ended, with the instrument's reason. Every exit path stops
+the channel first.
 
 Runners are generators that yield the clock time at which they want to be woken; the scheduler
 (`labctl.engine.scheduler`) interleaves the channels on one clock.
@@ -13,23 +17,43 @@ Runners are generators that yield the clock time at which they want to be woken;
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from labctl.engine.detectors import FailureDetector, Trip
+from labctl.engine.events import (
+    DetectorTripped,
+    EndCause,
+    EventBus,
+    FaultOccurred,
+    LimitTripped,
+    Points,
+    Result,
+    ResultsReady,
+    SafeStateAction,
+    SpectrumPoint,
+    SpectrumPoints,
+    StepEnd,
+    StepEnded,
+    StepStarted,
+    StepStatus,
+)
 from labctl.protocol.resolved import Limits
-from labctl.recording.recorder import Recorder, RecordingError
 from labctl_drivers.clock import Clock
 from labctl_drivers.interfaces import (
     ChannelReading,
     ChannelState,
+    EndReason,
+    ImpedancePoint,
     InstrumentError,
     PotentiostatChannel,
     PressureFrame,
+    TechniqueEnd,
 )
 from labctl_drivers.techniques import (
     ConstantCurrent,
@@ -37,6 +61,7 @@ from labctl_drivers.techniques import (
     OpenCircuit,
     PotentioEIS,
     Technique,
+    eis_sweep_duration_s,
 )
 
 log = logging.getLogger(__name__)
@@ -44,28 +69,65 @@ log = logging.getLogger(__name__)
 Wake = Generator[float, None, Any]  # a runner: yields wake-up times, returns its outcome
 
 SAFE_STOP_ATTEMPTS = 3
-# instrument end reasons that complete a step (anything else, e.g. a safety window, fails it)
-NORMAL_ENDS = frozenset({"time", "charge", "sweep complete", "complete"})
+#: techniques linked in one load when the driver does not say how many it takes (the interface
+#: lets every channel load a sequence); a long protocol is loaded in chunks of this many
+DEFAULT_MAX_LINKED = 16
+COMPLETED, FAILED, ABORTED = StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.ABORTED
 
 
 class Aborted(Exception):
     """Thrown into a runner when the operator aborts (CLI, Ctrl-C) or the run must stop."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class SegmentOutcome:
-    status: str  # completed | failed
-    end_reason: str
+    """How one technique's step ended (`step` is its run-local number)."""
+
+    status: StepStatus
+    end: StepEnd
     t_end_s: float  # run time
     Q_mAh: float
     last_E_V: float | None
     trip: Trip | None = None
+    step: int = 0
+
+
+@dataclass(frozen=True)
+class StepOpen:
+    """A step row to open when its technique starts on the instrument."""
+
+    kind: str
+    name: str
+    params: Mapping[str, Any]
+    parent: int | None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One technique of a loaded sequence and how its end is judged.
+
+    `step` is the step to open when the technique starts, or the number of a step already open
+    (a rest that runs in chunks records every chunk into one row; the caller closes it).
+    `normal_ends` are the instrument end reasons that complete the step; `safety_ends` maps
+    the reasons that can only come from the protocol's safety limits (a window the step did
+    not ask for) to the message a limit trip is recorded with. Any other reason fails the step
+    with the instrument's reason. `segment_checks` runs the detector's end-of-segment
+    comparison (the CCD ramp's half-cycles) before the step is closed.
+    """
+
+    technique: Technique
+    limits: Limits
+    step: StepOpen | int
+    normal_ends: frozenset[EndReason]
+    safety_ends: Mapping[EndReason, str] = field(default_factory=dict)
+    detector: FailureDetector | None = None
+    segment_checks: bool = False
 
 
 @dataclass
 class ChannelContext:
     run_id: int
-    recorder: Recorder
+    bus: EventBus
     channel: PotentiostatChannel
     clock: Clock
     t0: float  # clock time of the run start
@@ -73,26 +135,58 @@ class ChannelContext:
     area_cm2: float
     frame: PressureFrame | None = None
     poll_interval_s: float = 1.0
-    step_counter: int = 0
+    max_linked: int = 1  # techniques the channel runs back to back in one load (1: no linking)
+    cell: str = ""  # the cell's name, for what the run tells people
+    estimated_s: float | None = None  # the plan's estimate, for displays
     paused: bool = False
-    step_name: str = ""  # the innermost running step, for progress displays
-    results: dict[str, float | str | None] = field(default_factory=dict)
-    on_progress: Callable[[dict[str, Any]], None] | None = None
-    # called with (step_id, kind) after a step's row is closed, e.g. to analyse a spectrum
-    on_step_end: Callable[[int, str], None] | None = None
+    results: dict[str, float | str | None] = field(default_factory=dict)  # for the outcome
+    reported: set[str] = field(default_factory=set)  # results already published by `report`
+    step_counter: int = 0
+    open_steps: list[int] = field(default_factory=list)  # innermost last
+    _kinds: dict[int, str] = field(default_factory=dict)
 
     def run_time(self) -> float:
         return self.clock.now() - self.t0
 
-    def next_index(self) -> int:
+    # ---- steps -------------------------------------------------------------------------------
+    def open_step(self, kind: str, name: str, params: Mapping[str, Any], parent: int | None,
+                  t_s: float | None = None) -> int:
+        """Number a new step and publish its start (at run time `t_s`, default now)."""
         self.step_counter += 1
-        return self.step_counter
+        step = self.step_counter
+        self.open_steps.append(step)
+        self._kinds[step] = kind
+        self.bus.publish(StepStarted(self.run_id, self.run_time() if t_s is None else t_s, step,
+                                     parent, kind, name, params))
+        return step
 
-    def safe_state(self, reason: str, step_id: int | None = None) -> None:
-        """Open the circuit (retrying), then record that it was done, or that it failed.
+    def close_step(self, step: int, status: StepStatus, end: StepEnd,
+                   t_s: float | None = None) -> None:
+        self.open_steps.remove(step)
+        kind = self._kinds.pop(step)
+        self.bus.publish(StepEnded(self.run_id, self.run_time() if t_s is None else t_s, step,
+                                   kind, status, end))
 
-        The stop comes first and never depends on the database: if recording the event fails
-        too (the database is what failed), the channel is off all the same.
+    def close_open_steps(self, status: StepStatus, end: StepEnd) -> None:
+        """After an abort or fault: close every step still open, innermost first."""
+        while self.open_steps:
+            self.close_step(self.open_steps[-1], status, end)
+
+    def report(self, analysis: str, version: str,
+               rows: Sequence[tuple[str, float | str | None, str]]) -> None:
+        """Publish run-level results of `analysis` now (replacing its earlier values) and keep
+        them for the run's outcome."""
+        self.results.update({name: value for name, value, _ in rows})
+        self.reported.update(name for name, _, _ in rows)
+        self.bus.publish(ResultsReady(self.run_id, analysis, version,
+                                      tuple(Result(n, v, u) for n, v, u in rows)))
+
+    # ---- safety ------------------------------------------------------------------------------
+    def safe_state(self, reason: str, step: int | None = None) -> None:
+        """Open the circuit (retrying), then say that it was done, or that it failed.
+
+        The stop comes first and never depends on any sink: if publishing fails too (the
+        database is what failed), the channel is off all the same.
         """
         stopped = False
         for attempt in range(1, SAFE_STOP_ATTEMPTS + 1):
@@ -101,20 +195,10 @@ class ChannelContext:
                 stopped = True
                 break
             except InstrumentError as exc:
-                self._note("fault", f"stop attempt {attempt} failed: {exc}", step_id, "error")
-        if stopped:
-            self._note("safe_state", f"channel off: {reason}", step_id, "warning")
-        else:
-            self._note("safe_state", "could not confirm the channel is off", step_id,
-                       "critical")
-
-    def _note(self, kind: str, message: str, step_id: int | None, severity: str) -> None:
-        try:
-            self.recorder.event(self.run_id, kind, message, step_id=step_id,
-                                t_s=self.run_time(), severity=severity)
-        except RecordingError:
-            log.error("run %s: %s (%s; not recorded: database unavailable)", self.run_id,
-                      message, kind)
+                self.bus.publish(FaultOccurred(self.run_id, self.run_time(), step,
+                                               f"stop attempt {attempt} failed: {exc}"))
+        message = f"channel off: {reason}" if stopped else "could not confirm the channel is off"
+        self.bus.publish(SafeStateAction(self.run_id, self.run_time(), step, message, stopped))
 
     def read_pressure(self) -> float | None:
         if self.frame is None:
@@ -122,12 +206,17 @@ class ChannelContext:
         return self.frame.read_pressure_MPa()
 
 
-def _expected_duration(tech: Technique) -> float | None:
+def expected_duration_s(tech: Technique) -> float | None:
+    """How long the instrument will run `tech` if no limit ends it first (None: unknown)."""
     if isinstance(tech, ConstantCurrent):
         d = tech.duration_s
         if tech.charge_limit_C is not None and tech.current_A:
-            d = min(d, tech.charge_limit_C / abs(tech.current_A))
+            t_q = tech.charge_limit_C / abs(tech.current_A)
+            d = t_q if d is None else min(d, t_q)
         return d
+    if isinstance(tech, (PotentioEIS, GalvanoEIS)):
+        return eis_sweep_duration_s(tech.f_high_Hz, tech.f_low_Hz, tech.points_per_decade,
+                                    tech.averages)
     if isinstance(tech, OpenCircuit):
         return tech.duration_s
     return getattr(tech, "duration_s", None)
@@ -138,8 +227,9 @@ def _remaining(tech: Technique, elapsed_s: float, charge_C: float) -> Technique:
     if isinstance(tech, (PotentioEIS, GalvanoEIS)):
         return tech  # a sweep restarts from the top
     changes: dict[str, Any] = {}
-    if hasattr(tech, "duration_s"):
-        changes["duration_s"] = max(tech.duration_s - elapsed_s, 1e-3)  # type: ignore[union-attr]
+    duration = getattr(tech, "duration_s", None)
+    if duration is not None:
+        changes["duration_s"] = max(duration - elapsed_s, 1e-3)
     if isinstance(tech, ConstantCurrent) and tech.charge_limit_C is not None:
         changes["charge_limit_C"] = max(tech.charge_limit_C - charge_C, 1e-9)
     return dataclasses.replace(tech, **changes)  # type: ignore[type-var]
@@ -165,130 +255,348 @@ def check_limits(limits: Limits, E: np.ndarray, I_mA: np.ndarray, Q_mAh: float,
     return None
 
 
-def run_technique(
-    ctx: ChannelContext,
-    step_id: int,
-    technique: Technique,
-    limits: Limits,
-    detector: FailureDetector | None = None,
-    normal_ends: frozenset[str] = NORMAL_ENDS,
-) -> Wake:
-    """Run one technique to its end, recording points/spectra; returns a SegmentOutcome.
+def run_segments(ctx: ChannelContext, segments: Sequence[Segment]) -> Wake:
+    """Run `segments` in order, `ctx.max_linked` per load; returns their SegmentOutcomes.
 
-    `normal_ends` are the instrument end reasons that complete the step (e.g. "E_max" for a
-    stripping step that ends on its cut-off); any other end reason fails it.
+    Stops at the first segment that does not complete (its outcome is the last one returned),
+    so a failing step ends the group as it ends the protocol.
     """
-    ch = ctx.channel
-    q_mAh = 0.0
-    last_t = 0.0
+    outcomes: list[SegmentOutcome] = []
+    per_load = max(1, ctx.max_linked)
+    for first in range(0, len(segments), per_load):
+        chunk = segments[first:first + per_load]
+        done = yield from _Load(ctx, chunk).run()
+        outcomes += done
+        if len(done) < len(chunk) or done[-1].status is not COMPLETED:
+            break
+    return outcomes
+
+
+def run_technique(ctx: ChannelContext, segment: Segment) -> Wake:
+    """Run one technique alone; returns its SegmentOutcome."""
+    (out,) = yield from run_segments(ctx, [segment])
+    return out
+
+
+@dataclass
+class _Live:
+    """The segment whose technique the instrument is running (or will run next)."""
+
+    seg: Segment
+    step: int
+    owned: bool  # this load opened the step, so it closes it
+    last_t: float  # sequence time of its last point (its start before any)
+    q_mAh: float = 0.0
+    q_load0: float = 0.0  # charge passed before the current load (a pause reloads the rest)
     last_E: float | None = None
-    t_seg0 = ctx.run_time()
-    t_off = t_seg0  # run time at which the loaded technique (re)started: its points' origin
-    tech = technique
-    q_load0 = 0.0  # charge recorded before the current load (a pause reloads the remainder)
-    ch.load(tech)
-    ch.start()
-    if detector is not None:
-        current_A = tech.current_A if isinstance(tech, ConstantCurrent) else 0.0
-        detector.start_segment(current_A)
-    expected = _expected_duration(tech)
-    try:
-        while True:
-            now = ctx.clock.now()
-            wake = now + ctx.poll_interval_s
+    last_I_mA: np.ndarray = field(default_factory=lambda: np.empty(0))  # this poll's currents
+    seen: bool = False  # the instrument has shown it running (data, or started by this load)
+
+
+class _Load:
+    """One loaded sequence on the channel: load, start, poll, route, judge, reload after a pause.
+
+    Indices: `self.k` is the position (in `chunk`) of the running segment; the instrument's
+    technique index i maps to chunk position `self.base + i` (a reload after a pause starts the
+    sequence at the interrupted segment). `self.over` is set once nothing more will run.
+    """
+
+    def __init__(self, ctx: ChannelContext, chunk: Sequence[Segment]) -> None:
+        self.ctx = ctx
+        self.chunk = chunk
+        self.k = 0
+        self.base = 0
+        self.t_off = 0.0  # run time at which the loaded sequence started: its points' origin
+        self.seq_start = 0.0  # sequence time at which the running technique started
+        self.live: _Live | None = None
+        self.over = False
+        self.done: list[SegmentOutcome] = []
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def run(self) -> Wake:
+        ctx = self.ctx
+        self._start([s.technique for s in self.chunk])
+        self._begin(0, ctx.run_time()).seen = True
+        try:
+            while not self.over:
+                yield self._wake()
+                if ctx.paused:
+                    yield from self._pause()
+                    continue
+                reading = ctx.channel.poll()
+                # one pressure reading per poll serves both the recorded points and the limits
+                self._consume(reading, ctx.read_pressure(), stopping=False)
+        except BaseException:
+            ctx.safe_state("step interrupted", self.live.step if self.live else None)
+            raise
+        return self.done
+
+    def _start(self, techniques: list[Technique]) -> None:
+        """Load and start the techniques of chunk positions k.. (the first maybe a remainder).
+
+        A driver whose `load` takes `cutoffs` (the SP-300 adapter) is told each technique's
+        normal ends, so that a cut-off lets the instrument go on to the next technique while a
+        safety bound stops the sequence there.
+        """
+        ch = self.ctx.channel
+        what = techniques[0] if len(techniques) == 1 else techniques
+        if _takes_cutoffs(ch):
+            cutoffs = [s.normal_ends for s in self.chunk[self.k:self.k + len(techniques)]]
+            ch.load(what, cutoffs=cutoffs)  # type: ignore[call-arg]
+        else:
+            ch.load(what)
+        ch.start()
+        self.base = self.k
+        self.t_off = self.ctx.run_time()
+        self.seq_start = 0.0
+
+    def _wake(self) -> float:
+        ctx = self.ctx
+        now = ctx.clock.now()
+        wake = now + ctx.poll_interval_s
+        if self.live is not None:
+            expected = expected_duration_s(self.live.seg.technique)
             if expected is not None:
-                end_at = ctx.t0 + t_off + expected
+                end_at = ctx.t0 + self.t_off + self.seq_start + expected
                 if now < end_at < wake:
                     wake = end_at + 1e-6
-            yield wake
-            if ctx.paused:
-                ctx.safe_state("paused by operator", step_id)
-                reading = ch.poll()  # collect what was buffered before the stop
-                q_mAh, last_t, last_E, _ = _record(
-                    ctx, step_id, reading, t_off, q_mAh, last_t, last_E, ctx.read_pressure())
-                while ctx.paused:
-                    yield ctx.clock.now() + ctx.poll_interval_s
-                # `tech` is already what was left after any earlier pause: subtract only what
-                # this load passed, or a second pause would count the first part twice
-                tech = _remaining(tech, reading.elapsed_s, abs(q_mAh - q_load0) * 3.6)
-                q_load0 = q_mAh
-                expected = _expected_duration(tech)
-                last_t = 0.0
-                # the remainder starts now: stamping its points from the pre-pause origin would
-                # put them in the past, overlapping the points recorded before the pause
-                t_off = ctx.run_time()
-                ch.load(tech)
-                ch.start()
+        return wake
+
+    def _begin(self, k: int, t_s: float) -> _Live:
+        """Segment k's technique started (at run time t_s): open its step unless it is open."""
+        seg = self.chunk[k]
+        self.k = k
+        if isinstance(seg.step, int):
+            live = _Live(seg, seg.step, False, self.seq_start)
+        else:
+            s = seg.step
+            live = _Live(seg, self.ctx.open_step(s.kind, s.name, s.params, s.parent, t_s), True,
+                         self.seq_start)
+        self.live = live
+        if seg.detector is not None:
+            tech = seg.technique
+            seg.detector.start_segment(tech.current_A if isinstance(tech, ConstantCurrent)
+                                       else 0.0)
+        return live
+
+    # ---- one reading -------------------------------------------------------------------------
+    def _consume(self, reading: ChannelReading, P: float | None, stopping: bool) -> None:
+        """Route a reading's points and spectra to their segments and judge every end in it.
+
+        `stopping`: the engine has just stopped the channel (a pause): a STOPPED end of the
+        running technique is ours, not an end of its step.
+        """
+        ends = {e.index: e for e in reading.ends}
+        idx = reading.points.technique_index
+        last = max(reading.technique_index, *ends, int(idx.max()) if idx is not None
+                   and len(idx) else 0)
+        first = self.k - self.base
+        for i in range(first, last + 1):
+            live = self.live
+            if live is None:
+                return
+            E = self._record(live, reading, i, P)
+            end = ends.get(i)
+            if end is not None and stopping and end.reason is EndReason.STOPPED:
+                end = None
+            if end is not None:
+                self._ended(live, end, E)
+            else:
+                self._check_running(live, E, reading, i, P)
+            if self.over:
+                if self.done and self.done[-1].status is not COMPLETED:
+                    self._cut_short(reading, i + 1, last, P)
+                return
+        live = self.live
+        if live is None or stopping:
+            return
+        if reading.state is ChannelState.ERROR:
+            self.ctx.safe_state("instrument error", live.step)
+            reason = reading.end_reason
+            self._finish(FAILED, StepEnd(EndCause.FAULT, f"instrument error: {reason}", reason),
+                         self.ctx.run_time())
+        elif reading.state is ChannelState.IDLE and not live.seen:
+            # the instrument stopped the sequence after the previous technique's normal end
+            # (a driver that stops on any limit): the rest is loaded again from here
+            self._start([s.technique for s in self.chunk[self.k:]])
+            live.seen, live.last_t = True, 0.0
+        elif reading.state is ChannelState.IDLE:
+            # idle, and the running technique did not say it ended: nothing will end it now
+            self.ctx.safe_state("instrument went idle", live.step)
+            self._finish(FAILED, StepEnd(EndCause.FAULT, "ended"), self.ctx.run_time())
+
+    def _columns(self, reading: ChannelReading, i: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Technique i's points of this reading: (t, E, I) in sequence time, V, A."""
+        pts = reading.points
+        idx = pts.technique_index
+        if idx is None:
+            if i == reading.technique_index:
+                return pts.t_s, pts.E_V, pts.I_A
+            sel = slice(0, 0)
+        else:
+            sel = idx == i  # type: ignore[assignment]
+        return pts.t_s[sel], pts.E_V[sel], pts.I_A[sel]
+
+    def _record(self, live: _Live, reading: ChannelReading, i: int, P: float | None
+                ) -> np.ndarray:
+        """Publish technique i's points (charge integrated) and spectrum points of this poll;
+        return its voltages for the checks."""
+        ctx = self.ctx
+        t, E, I_A = self._columns(reading, i)
+        live.last_I_mA = I_A * 1e3
+        if len(t):
+            live.seen = True
+            I_mA = live.last_I_mA
+            dt = np.empty_like(t)  # np.diff(t, prepend=last_t) without its per-call overhead
+            dt[0] = t[0] - live.last_t
+            np.subtract(t[1:], t[:-1], out=dt[1:])
+            Q = live.q_mAh + np.cumsum(I_mA * dt) / 3600.0
+            ctx.bus.publish(Points(ctx.run_id, live.step, t + self.t_off, E, I_mA, Q, P))
+            live.q_mAh = float(Q[-1])
+            live.last_t = float(t[-1])
+            live.last_E = float(E[-1])
+        spectrum = tuple(_spectrum_point(p, self.t_off) for p in reading.impedance
+                         if p.technique_index == i)
+        if spectrum:
+            live.seen = True
+            ctx.bus.publish(SpectrumPoints(ctx.run_id, live.step, spectrum))
+        return E
+
+    def _check_running(self, live: _Live, E: np.ndarray, reading: ChannelReading, i: int,
+                       P: float | None) -> None:
+        """Software limits, then the detector, on a technique still running after this poll."""
+        tripped = check_limits(live.seg.limits, E, live.last_I_mA, live.q_mAh, P)
+        if tripped:
+            self._limit(live, tripped, None, self.ctx.run_time())
+            return
+        self._feed_detector(live, E)
+
+    def _feed_detector(self, live: _Live, E: np.ndarray) -> None:
+        det = live.seg.detector
+        if det is None or not len(E):
+            return
+        trip = det.feed(E)
+        if trip is not None:
+            self._trip(live, trip, self.ctx.run_time())
+
+    def _ended(self, live: _Live, end: TechniqueEnd, E: np.ndarray) -> None:
+        """The instrument ended technique `end.index`: judge it, close its step, go on.
+
+        The reason is the instrument's (`reading.ends`), never inferred from the last voltage:
+        a limit that fired between two recorded points still names the step's end. Software
+        limits are not applied to that technique's last batch: its last sample is the one that
+        crossed the step's own cut-off, which may sit on a safety bound of the same value.
+        """
+        seg = live.seg
+        t_end = self.t_off + self.seq_start + end.elapsed_s
+        reason = end.reason
+        if reason in seg.safety_ends:
+            self._limit(live, seg.safety_ends[reason], reason, t_end)
+            return
+        if reason not in seg.normal_ends:
+            self.ctx.safe_state(f"step ended: {reason.value}", live.step)
+            self._finish(FAILED, StepEnd.on_instrument(reason), t_end)
+            return
+        self._feed_detector(live, E)
+        if self.over:
+            return
+        if seg.segment_checks and seg.detector is not None:
+            trip = seg.detector.end_segment()
+            if trip is not None:
+                self._trip(live, trip, t_end)
+                return
+        self._close(live, COMPLETED, StepEnd.on_instrument(reason), t_end)
+        self.seq_start += end.elapsed_s
+        if self.k + 1 < len(self.chunk):
+            self._begin(self.k + 1, t_end)
+        else:
+            self.live = None
+            self.over = True
+
+    def _cut_short(self, reading: ChannelReading, i_from: int, i_to: int,
+                   P: float | None) -> None:
+        """A failing technique ended the load, but the instrument had already gone on to the
+        next linked ones before it was stopped: keep their points, in their own steps, closed
+        as not run to their end."""
+        failed = self.chunk[self.base + i_from - 1]
+        name = failed.step.name if isinstance(failed.step, StepOpen) else "previous step"
+        for i in range(i_from, min(i_to, len(self.chunk) - 1 - self.base) + 1):
+            if not len(self._columns(reading, i)[0]) and not any(
+                    p.technique_index == i for p in reading.impedance):
                 continue
-            reading = ch.poll()
-            # one pressure reading per poll serves both the recorded points and the limits: a
-            # second read cost a frame query per poll and could disagree with what was stored
-            P = ctx.read_pressure()
-            q_mAh, last_t, last_E, I_mA = _record(
-                ctx, step_id, reading, t_off, q_mAh, last_t, last_E, P)
-            pts = reading.points
-            tripped = check_limits(limits, pts.E_V, I_mA, q_mAh, P)
-            if tripped:
-                ctx.safe_state(tripped, step_id)
-                ctx.recorder.event(ctx.run_id, "limit", tripped, step_id=step_id,
-                                   t_s=ctx.run_time(), severity="error")
-                return SegmentOutcome("failed", tripped, ctx.run_time(), q_mAh, last_E)
-            if detector is not None and len(pts):
-                trip = detector.feed(pts.E_V)
-                if trip is not None:
-                    ctx.safe_state(f"detector: {trip.mode}", step_id)
-                    ctx.recorder.event(ctx.run_id, "detector", f"{trip.mode}: {trip.message}",
-                                       step_id=step_id, t_s=ctx.run_time(), severity="warning",
-                                       data={"mode": trip.mode})
-                    return SegmentOutcome("failed", f"detector: {trip.mode}", ctx.run_time(),
-                                          q_mAh, last_E, trip)
-            if reading.state is ChannelState.ERROR:
-                ctx.safe_state("instrument error", step_id)
-                return SegmentOutcome("failed", f"instrument error: {reading.end_reason}",
-                                      ctx.run_time(), q_mAh, last_E)
-            if reading.state is ChannelState.IDLE:
-                reason = reading.end_reason.value if reading.end_reason else "ended"
-                status = "completed" if reason in normal_ends else "failed"
-                return SegmentOutcome(status, reason, ctx.run_time(), q_mAh, last_E)
-    except BaseException:
-        ctx.safe_state("step interrupted", step_id)
-        raise
+            self.k = self.base + i - 1
+            live = self._begin(self.base + i, self.ctx.run_time())
+            self._record(live, reading, i, P)
+            self._close(live, ABORTED, StepEnd(EndCause.NOT_RUN,
+                                               f"stopped: step '{name}' failed"),
+                        self.ctx.run_time())
+        self.live = None
+
+    # ---- ending ------------------------------------------------------------------------------
+    def _limit(self, live: _Live, message: str, reason: EndReason | None, t_s: float) -> None:
+        ctx = self.ctx
+        ctx.safe_state(message, live.step)
+        ctx.bus.publish(LimitTripped(ctx.run_id, ctx.run_time(), live.step, message))
+        self._finish(FAILED, StepEnd(EndCause.SAFETY_LIMIT, message, reason), t_s)
+
+    def _trip(self, live: _Live, trip: Trip, t_s: float) -> None:
+        ctx = self.ctx
+        ctx.safe_state(f"detector: {trip.mode}", live.step)
+        ctx.bus.publish(DetectorTripped(ctx.run_id, ctx.run_time(), live.step,
+                                        f"{trip.mode}: {trip.message}", trip.mode))
+        self._finish(FAILED, StepEnd.detector(trip.mode), t_s, trip)
+
+    def _finish(self, status: StepStatus, end: StepEnd, t_s: float,
+                trip: Trip | None = None) -> None:
+        """The running segment ends here and the load with it (the channel is already off)."""
+        assert self.live is not None
+        self._close(self.live, status, end, t_s, trip)
+        self.live = None
+        self.over = True
+
+    def _close(self, live: _Live, status: StepStatus, end: StepEnd, t_s: float,
+               trip: Trip | None = None) -> None:
+        if live.owned:
+            self.ctx.close_step(live.step, status, end, t_s)
+        self.done.append(SegmentOutcome(status, end, t_s, live.q_mAh, live.last_E, trip,
+                                        live.step))
+
+    # ---- pause -------------------------------------------------------------------------------
+    def _pause(self) -> Wake:
+        """Channel off while paused; on resume, reload the rest of the running technique and
+        every technique after it in this load."""
+        ctx = self.ctx
+        assert self.live is not None
+        ctx.safe_state("paused by operator", self.live.step)
+        reading = ctx.channel.poll()  # collect what was buffered before the stop
+        self._consume(reading, ctx.read_pressure(), stopping=True)
+        while ctx.paused:
+            yield ctx.clock.now() + ctx.poll_interval_s
+        live = self.live
+        if self.over or live is None:
+            return
+        running = reading.technique_index == self.k - self.base
+        elapsed = reading.elapsed_s if running else 0.0
+        # the live technique is already what was left after any earlier pause: subtract only
+        # what this load passed, or a second pause would count the first part twice
+        rest = _remaining(live.seg.technique, elapsed, abs(live.q_mAh - live.q_load0) * 3.6)
+        live.q_load0 = live.q_mAh
+        live.seg = dataclasses.replace(live.seg, technique=rest)
+        self._start([rest] + [s.technique for s in self.chunk[self.k + 1:]])
+        live.seen = True
+        # the remainder starts now: its points are stamped from the new origin, after the pause
+        live.last_t = 0.0
 
 
-def _record(
-    ctx: ChannelContext, step_id: int, reading: ChannelReading, t_offset: float,
-    q_mAh: float, last_t: float, last_E: float | None, P_MPa: float | None,
-) -> tuple[float, float, float | None, np.ndarray]:
-    """Record a poll's points (charge integrated) and spectra; return the running totals.
-
-    `P_MPa` is the frame pressure read once for this poll. The poll's currents in mA are
-    returned too, so the limit check does not convert them again.
-    """
-    pts = reading.points
-    I_mA = pts.I_A * 1e3
-    if len(pts):
-        t = pts.t_s
-        dt = np.empty_like(t)  # np.diff(t, prepend=last_t) without its per-call overhead
-        dt[0] = t[0] - last_t
-        np.subtract(t[1:], t[:-1], out=dt[1:])
-        Q = q_mAh + np.cumsum(I_mA * dt) / 3600.0
-        ctx.recorder.add_points(step_id, t + t_offset, pts.E_V, I_mA, Q, P_MPa)
-        q_mAh = float(Q[-1])
-        last_t = float(t[-1])
-        last_E = float(pts.E_V[-1])
-        if ctx.on_progress is not None:
-            ctx.on_progress({"step": ctx.step_name, "t_s": float(t[-1] + t_offset),
-                             "E_V": last_E,
-                             "I_mA": float(I_mA[-1]), "Q_mAh": q_mAh})
-    if reading.impedance:
-        ctx.recorder.add_eis(step_id, (_eis_row(p, t_offset) for p in reading.impedance))
-    return q_mAh, last_t, last_E, I_mA
+def _takes_cutoffs(channel: PotentiostatChannel) -> bool:
+    """Whether the driver's `load` accepts the engine's `cutoffs` (see `_Load._start`)."""
+    try:
+        return "cutoffs" in inspect.signature(channel.load).parameters
+    except (TypeError, ValueError):  # a callable without a signature: assume the interface's
+        return False
 
 
-def _eis_row(p: Any, t_offset: float) -> dict[str, float | None]:
-    z = complex(p.Z_re_ohm, p.Z_im_ohm)
-    return {
-        "t_s": p.t_s + t_offset, "frequency_Hz": p.frequency_Hz, "Z_re_ohm": z.real,
-        "Z_im_ohm": z.imag, "Z_mod_ohm": abs(z), "phase_deg": float(np.degrees(np.angle(z))),
-        "E_V": p.E_V, "I_mA": p.I_A * 1e3,
-    }
+def _spectrum_point(p: ImpedancePoint, t_offset: float) -> SpectrumPoint:
+    return SpectrumPoint(p.t_s + t_offset, p.frequency_Hz, p.Z_re_ohm, p.Z_im_ohm, p.E_V,
+                         p.I_A * 1e3)

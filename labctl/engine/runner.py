@@ -1,81 +1,178 @@
 """Running a resolved protocol on one or more channels, from first step to final status.
 
-`run_protocol` is the engine's entry point: it opens a run per channel, interleaves the channel
-runners on the clock, turns aborts, Ctrl-C, instrument faults and database failures into a safe
-state (current off) and a recorded end, and returns what happened. It knows nothing about YAML
-or how the instruments were built.
+`run_protocol` is the engine's entry point: it runs a protocol per channel context (each
+context's run id was created by the launcher), interleaves the channel runners on the clock,
+turns aborts, Ctrl-C, instrument faults and a failed critical sink into a safe state (current
+off) and a published run end, and returns what happened. Between wake-ups it reads the
+operators' requests (`Controls`: pause, resume, abort, wherever they come from) and tells the
+sinks that about a wall second passed (`Tick`). It knows nothing about YAML, the database or
+how the instruments were built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
+import labctl
 from labctl.engine.channel import Aborted, ChannelContext, Wake
-from labctl.engine.scheduler import Scheduler
+from labctl.engine.events import (
+    EndCause,
+    EngineFailure,
+    FaultOccurred,
+    OperatorActed,
+    OperatorAction,
+    Result,
+    ResultsReady,
+    RunEnded,
+    RunStarted,
+    RunStatus,
+    Severity,
+    StepEnd,
+    StepStatus,
+    Tick,
+)
+from labctl.engine.scheduler import Job, Scheduler
 from labctl.engine.steps import StepRunner
 from labctl.protocol.resolved import ResolvedProtocol
-from labctl.recording.recorder import RecordingError
 from labctl_drivers.interfaces import InstrumentError
 
 
 class RunFailure(RuntimeError):
-    """The engine could not go on (the database failed for good); all channels are off."""
+    """The engine could not go on (a critical sink failed for good); all channels are off."""
+
+
+class Controls(Protocol):
+    """Where operators' requests come from (the launcher reads them from the database)."""
+
+    def request(self, run_id: int) -> OperatorAction | None:
+        """The pending request for a live run, if any. Called about once a wall second per
+        run, so it may double as the run's heartbeat."""
+        ...
 
 
 @dataclass
 class RunOutcome:
     run_id: int
-    status: str  # completed | failed | aborted
+    status: RunStatus
     end_reason: str
     results: dict[str, float | str | None] = field(default_factory=dict)
 
 
+#: name suffix -> unit of the engine's run-level results
+_UNITS = (("_mA_cm2", "mA/cm^2"), ("_mAh_cm2", "mAh/cm^2"), ("_mAh_g", "mAh/g"),
+          ("_mAh", "mAh"), ("_ohm", "ohm"), ("_s", "s"), ("_V", "V"))
+
+
+def unit_of(name: str) -> str:
+    return next((unit for suffix, unit in _UNITS if name.endswith(suffix)), "")
+
+
 def channel_runner(ctx: ChannelContext, protocol: ResolvedProtocol) -> Wake:
-    """Run every step in order on one channel; returns a RunOutcome."""
+    """Run every step in order on one channel; returns a RunOutcome (the run end is published
+    by `run_protocol`)."""
     steps = StepRunner(ctx)
-    status, reason = "completed", "all steps done"
+    status, reason, cause = RunStatus.COMPLETED, "all steps done", EndCause.ENGINE_ERROR
     try:
-        for step in protocol.steps:
-            out = yield from steps.run(step)
-            if out.status != "completed":
-                status, reason = "failed", f"step '{step.name}': {out.end_reason}"
-                break
+        failed = yield from steps.run_steps(protocol.steps)
+        if failed is not None:
+            step, out = failed
+            status, reason = RunStatus.FAILED, f"step '{step.name}': {out.end}"
     except Aborted as exc:
-        status, reason = "aborted", str(exc) or "aborted"
+        status, reason, cause = RunStatus.ABORTED, str(exc) or "aborted", EndCause.ABORTED
         ctx.safe_state(reason)
-        ctx.recorder.event(ctx.run_id, "operator", f"run aborted: {reason}", t_s=ctx.run_time(),
-                           severity="warning")
+        ctx.bus.publish(OperatorActed(ctx.run_id, ctx.run_time(), None,
+                                      f"run aborted: {reason}", OperatorAction.ABORT,
+                                      Severity.WARNING))
     except InstrumentError as exc:
-        status, reason = "failed", f"instrument fault: {exc}"
+        status, reason, cause = RunStatus.FAILED, f"instrument fault: {exc}", EndCause.FAULT
         ctx.safe_state(reason)
-        ctx.recorder.event(ctx.run_id, "fault", reason, t_s=ctx.run_time(), severity="error")
+        ctx.bus.publish(FaultOccurred(ctx.run_id, ctx.run_time(), None, reason))
     except KeyboardInterrupt:
-        # Ctrl-C landed while this runner was executing (polling, writing), not while the
-        # scheduler slept: run_technique has made the channel safe; the open steps must be
-        # closed as aborted, not as failed with the "all steps done" default reason
-        status, reason = "aborted", "interrupted (Ctrl-C)"
+        # Ctrl-C landed while this runner was executing (polling, publishing), not while the
+        # scheduler slept: the load has made the channel safe; the open steps must be closed
+        # as aborted, not as failed with the "all steps done" default reason
+        status, reason, cause = RunStatus.ABORTED, "interrupted (Ctrl-C)", EndCause.ABORTED
         raise
     except Exception as exc:
-        status, reason = "failed", f"engine error: {exc!r}"
+        status, reason = RunStatus.FAILED, f"engine error: {exc!r}"
         raise
     finally:
-        steps.close_open_steps("aborted" if status == "aborted" else "failed", reason)
+        aborted = status is RunStatus.ABORTED
+        ctx.close_open_steps(StepStatus.ABORTED if aborted else StepStatus.FAILED,
+                             StepEnd(cause, reason))
     return RunOutcome(ctx.run_id, status, reason, dict(ctx.results))
+
+
+def _publish_engine_results(ctx: ChannelContext) -> None:
+    """The run's own values not already published under an analysis of their own."""
+    rows = tuple(Result(k, v, unit_of(k)) for k, v in ctx.results.items()
+                 if k not in ctx.reported)
+    if rows:
+        ctx.bus.publish(ResultsReady(ctx.run_id, "engine", labctl.__version__, rows))
+
+
+def _tracked(ctx: ChannelContext, protocol: ResolvedProtocol) -> Wake:
+    """A channel runner whose start and (normal) end are published, the end as soon as it
+    happens, so a finished run's row is closed while the other channels go on."""
+    ctx.bus.publish(RunStarted(ctx.run_id, ctx.run_time(), protocol.name, ctx.cell,
+                               ctx.estimated_s))
+    out = yield from channel_runner(ctx, protocol)
+    _publish_engine_results(ctx)
+    ctx.bus.publish(RunEnded(ctx.run_id, ctx.run_time(), out.status, out.end_reason))
+    return out
+
+
+def _housekeeping(contexts: Sequence[ChannelContext], jobs: Sequence[Job], sched: Scheduler,
+                  controls: Controls | None) -> Callable[[], None]:
+    """About every wall second: apply operator requests to live runs, then `Tick` the sinks."""
+    buses = list({id(c.bus): c.bus for c in contexts}.values())
+
+    def tick() -> None:
+        for ctx, job in zip(contexts, jobs):
+            if controls is None or job.done:
+                continue
+            try:
+                action = controls.request(ctx.run_id)
+            except Exception as exc:
+                raise EngineFailure(f"operator controls unavailable: {exc}") from exc
+            _apply(ctx, sched, action)
+        for bus in buses:
+            bus.publish(Tick(contexts[0].run_time()))
+
+    return tick
+
+
+def _apply(ctx: ChannelContext, sched: Scheduler, action: OperatorAction | None) -> None:
+    def tell(act: OperatorAction, message: str) -> None:
+        ctx.bus.publish(OperatorActed(ctx.run_id, ctx.run_time(), None, message, act))
+
+    if action is OperatorAction.ABORT:
+        tell(action, "abort requested")
+        sched.abort(ctx.run_id, "aborted by operator")
+    elif action is OperatorAction.PAUSE and not ctx.paused:
+        ctx.paused = True
+        tell(action, "paused")
+    elif action is OperatorAction.RESUME and ctx.paused:
+        ctx.paused = False
+        tell(action, "resumed")
 
 
 def run_protocol(
     work: list[tuple[ChannelContext, ResolvedProtocol]],
-    housekeeping: Callable[[Scheduler], None] | None = None,
+    controls: Controls | None = None,
+    housekeeping_interval_s: float = 1.0,
 ) -> list[RunOutcome]:
-    """Run each channel's protocol concurrently on their shared clock; record each run's end."""
+    """Run each channel's protocol concurrently on their shared clock; publish each run's end.
+
+    Raises `RunFailure` (after every channel was switched off and every run's end published to
+    the sinks that still work) when a critical sink or the controls failed for good.
+    """
     contexts = [ctx for ctx, _ in work]
-    clock = contexts[0].clock
-    sched = Scheduler(clock)
-    if housekeeping is not None:
-        sched.housekeeping = lambda: housekeeping(sched)
-    jobs = [sched.add(ctx.run_id, channel_runner(ctx, protocol)) for ctx, protocol in work]
+    sched = Scheduler(contexts[0].clock, housekeeping_interval_s=housekeeping_interval_s)
+    jobs = [sched.add(ctx.run_id, _tracked(ctx, protocol)) for ctx, protocol in work]
+    sched.housekeeping = _housekeeping(contexts, jobs, sched, controls)
     interrupted = False
     fatal: Exception | None = None
     try:
@@ -86,22 +183,21 @@ def run_protocol(
         fatal = exc
     outcomes = []
     for ctx, job in zip(contexts, jobs):
-        out: Any = job.result
+        out = job.result
         if not isinstance(out, RunOutcome):
+            fatal = fatal or (job.error if isinstance(job.error, EngineFailure) else None)
             if interrupted:
-                reason = "interrupted (Ctrl-C)"
-            elif isinstance(job.error, RecordingError):
-                reason = str(job.error)
-                fatal = fatal or job.error
+                status, reason = RunStatus.ABORTED, "interrupted (Ctrl-C)"
+            elif isinstance(job.error, EngineFailure):
+                status, reason = RunStatus.FAILED, str(job.error)
             else:
-                reason = f"engine error: {job.error or fatal!r}"
-            ctx.safe_state(reason)
-            out = RunOutcome(ctx.run_id, "aborted" if interrupted else "failed", reason,
-                             dict(ctx.results))
-        try:
-            ctx.recorder.end_run(ctx.run_id, out.status, out.end_reason)
-        except RecordingError as exc:
-            fatal = fatal or exc
+                status, reason = RunStatus.FAILED, f"engine error: {job.error or fatal!r}"
+            out = RunOutcome(ctx.run_id, status, reason, dict(ctx.results))
+            try:
+                ctx.safe_state(reason)
+                ctx.bus.publish(RunEnded(ctx.run_id, ctx.run_time(), status, reason))
+            except EngineFailure as exc:
+                fatal = fatal or exc
         outcomes.append(out)
     if interrupted:
         raise KeyboardInterrupt

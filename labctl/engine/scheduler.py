@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labctl.engine.channel import Aborted, Wake
+from labctl.engine.events import EngineFailure
 from labctl_drivers.clock import Clock
 
 WALL_SLICE_S = 0.25
@@ -33,9 +34,10 @@ class Job:
 @dataclass
 class Scheduler:
     clock: Clock
-    housekeeping: Callable[[], None] = lambda: None  # flush + operator controls
+    housekeeping: Callable[[], None] = lambda: None  # operator controls, then Tick the sinks
     housekeeping_interval_s: float = 1.0
     jobs: list[Job] = field(default_factory=list)
+    fatal: EngineFailure | None = None  # a runner met a failure that stops every runner
 
     def add(self, key: Any, runner: Wake) -> Job:
         job = Job(key, runner)
@@ -53,6 +55,8 @@ class Scheduler:
             job.result, job.done = stop.value, True
         except Exception as err:  # the runner has already made its channel safe
             job.error, job.done = err, True
+            if isinstance(err, EngineFailure) and self.fatal is None:
+                self.fatal = err
         return None
 
     def abort(self, key: Any, reason: str) -> None:
@@ -71,12 +75,14 @@ class Scheduler:
 
     def run(self) -> None:
         heap: list[tuple[float, int, Job]] = []
-        for seq, job in enumerate(self.jobs):
-            wake = self._advance(job)
-            if wake is not None:
-                heapq.heappush(heap, (wake, seq, job))
         last_house = time.monotonic()
         try:
+            for seq, job in enumerate(self.jobs):
+                wake = self._advance(job)
+                if self.fatal is not None:
+                    raise self.fatal
+                if wake is not None:
+                    heapq.heappush(heap, (wake, seq, job))
             while heap:
                 wake, seq, job = heapq.heappop(heap)
                 if job.done:
@@ -93,11 +99,13 @@ class Scheduler:
                     self.housekeeping()
                     last_house = time.monotonic()
                 nxt = self._advance(job)
+                if self.fatal is not None:  # e.g. the recorder failed: no channel may go on
+                    raise self.fatal
                 if nxt is not None:
                     heapq.heappush(heap, (nxt, seq, job))
         except KeyboardInterrupt:
             self.abort_all("interrupted (Ctrl-C)")
             raise
-        except Exception as exc:  # housekeeping failed (e.g. the database): stop every cell
+        except Exception as exc:  # housekeeping or a critical sink failed: stop every cell
             self.abort_all(f"engine stopped: {exc}")
             raise

@@ -3,6 +3,12 @@
 Plans describe, engines act (anchors.md §4, the bluesky rule): an operator checks the table
 before committing a cell. Adaptive steps (voltage-ended strips, CCD ramps) have no fixed length,
 so the row says which bound ends them and estimates the CCD ramp as if it reached `max`.
+
+How long an EIS sweep takes is the instrument's to say (its frequency list and time per
+frequency are defined once, with the drivers' techniques), and this layer imports neither the
+engine nor the drivers: `plan` takes an `InstrumentTiming` (the engine's is
+`labctl.engine.timing.INSTRUMENT_TIMING`). Without one, EIS sweeps are left out of the
+estimates and their rows are open-ended.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from labctl.protocol.resolved import (
     CV,
@@ -24,7 +31,13 @@ from labctl.protocol.resolved import (
     Rest,
 )
 
-EIS_POINT_OVERHEAD_S = 0.5  # settling/range switching per frequency, a rough allowance
+
+class InstrumentTiming(Protocol):
+    """What only the instrument can time."""
+
+    def eis_duration_s(self, eis: EIS) -> float:
+        """Seconds the instrument takes for the whole sweep of `eis`."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -50,17 +63,6 @@ class PlanTotal:
     open_ended: int
 
 
-def eis_duration_s(e: EIS) -> float:
-    """Σ over the log-spaced frequencies of averages × max(period, overhead)."""
-    decades = math.log10(e.f_high_Hz / e.f_low_Hz)
-    n = max(1, round(decades * e.points_per_decade) + 1)
-    total = 0.0
-    for k in range(n):
-        f = e.f_high_Hz * 10 ** (-k / e.points_per_decade) if n > 1 else e.f_high_Hz
-        total += e.averages * (1.0 / f) + EIS_POINT_OVERHEAD_S
-    return total
-
-
 def _galv_duration(g: Galvanostatic) -> tuple[float | None, str]:
     t_cap = None if g.capacity_mAh is None else g.capacity_mAh / abs(g.current_mA) * 3600.0
     candidates = [t for t in (g.duration_s, t_cap) if t is not None]
@@ -77,7 +79,10 @@ def _galv_duration(g: Galvanostatic) -> tuple[float | None, str]:
     return (min(candidates) if candidates else None), bound
 
 
-def _row(index: int, s: ResolvedStep) -> PlanRow:
+def _row(index: int, s: ResolvedStep, timing: InstrumentTiming | None) -> PlanRow:
+    def eis_s(e: EIS) -> float:
+        return 0.0 if timing is None else timing.eis_duration_s(e)
+
     base = {"index": index, "name": s.name, "kind": s.kind, "source_line": s.source_line}
     if isinstance(s, Rest):
         bound = f"ends after {s.duration_s:g} s"
@@ -138,7 +143,7 @@ def _row(index: int, s: ResolvedStep) -> PlanRow:
                 "points_per_decade": s.points_per_decade,
                 "amplitude": s.amplitude,
             },
-            est_duration_s=eis_duration_s(s),
+            est_duration_s=None if timing is None else timing.eis_duration_s(s),
             bound="sweep complete",
         )
     if isinstance(s, Pressure):
@@ -168,7 +173,7 @@ def _row(index: int, s: ResolvedStep) -> PlanRow:
             t_total += halves * (half + s.rest_s)
             q_total += halves * i * half / 3600.0
             if s.eis_after_step is not None:
-                t_total += eis_duration_s(s.eis_after_step)
+                t_total += eis_s(s.eis_after_step)
         per = (
             f"{s.half_cycle_s:g} s" if s.half_cycle_s is not None else f"{s.half_cycle_mAh:.4g} mAh"
         )
@@ -191,7 +196,7 @@ def _row(index: int, s: ResolvedStep) -> PlanRow:
         )
     if isinstance(s, Interleave):
         t_g, bound = _galv_duration(s.galvanostatic)
-        t_eis = eis_duration_s(s.eis)
+        t_eis = eis_s(s.eis)
         if t_g is None:
             t = None
             q = 0.0
@@ -216,9 +221,12 @@ def _row(index: int, s: ResolvedStep) -> PlanRow:
     raise AssertionError(f"unhandled step {s!r}")  # pragma: no cover
 
 
-def plan(resolved: ResolvedProtocol) -> list[PlanRow]:
-    """One row per resolved step, in run order (index is 0-based, as the engine counts)."""
-    return [_row(i, s) for i, s in enumerate(resolved.steps)]
+def plan(resolved: ResolvedProtocol, timing: InstrumentTiming | None = None) -> list[PlanRow]:
+    """One row per resolved step, in run order (index is 0-based, as the engine counts).
+
+    `timing` times EIS sweeps (see the module docstring); without it they count for nothing.
+    """
+    return [_row(i, s, timing) for i, s in enumerate(resolved.steps)]
 
 
 def plan_total(rows: list[PlanRow]) -> PlanTotal:

@@ -1,5 +1,9 @@
 """The Recorder: the one path from the engine to the database.
 
+The engine never calls it: `RecordingSink` subscribes it to the engine's event bus as the
+critical sink (a write that fails for good stops the engine: the bus turns the error into the
+engine's `SinkFailure`), and maps the engine's run-local step numbers to step rows.
+
 Durability contract (tested in tests/recording/test_durability.py):
   * run, step, event and result rows are committed when they are written;
   * points are buffered and committed at least every `flush_interval_s` (1 s of wall time) and
@@ -14,8 +18,10 @@ with backoff before the error reaches the engine, which then puts the cell in a 
 
 from __future__ import annotations
 
+import cmath
 import datetime as dt
 import functools
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain, repeat
@@ -32,6 +38,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from labctl.engine import events as ev
 from labctl.recording import models as m
 
 POINT_COLUMNS = ("step_id", "t_s", "E_V", "I_mA", "Q_mAh", "P_MPa")
@@ -109,8 +116,6 @@ class Recorder:
         self, engine: Engine, flush_interval_s: float = 1.0, max_buffer_rows: int = 20_000
     ) -> None:
         self.engine = engine
-        # called with (run_id, kind, message, severity) after each event is committed
-        self.observers: list[Callable[[int, str, str, str], None]] = []
         self.flush_interval_s = flush_interval_s
         self.max_buffer_rows = max_buffer_rows
         self._points: list[Sequence[Any]] = []  # rows already shaped (add_rows)
@@ -397,6 +402,15 @@ class Recorder:
             )
         self.maybe_flush()
 
+    def add_spectrum(self, step_id: int, points: Iterable[ev.SpectrumPoint]) -> None:
+        """Buffer spectrum points; |Z| and phase are derived here, once, for the readers."""
+        for p in points:
+            z = complex(p.Z_re_ohm, p.Z_im_ohm)
+            self._eis.append((step_id, _f(p.t_s), _f(p.frequency_Hz), _f(z.real), _f(z.imag),
+                              _f(abs(z)), _f(math.degrees(cmath.phase(z))), _f(p.E_V),
+                              _f(p.I_mA)))
+        self.maybe_flush()
+
     def maybe_flush(self) -> None:
         """Flush if a second has passed since the last commit or the buffer is large."""
         if self._buffered() >= self.max_buffer_rows or (
@@ -466,10 +480,8 @@ class Recorder:
         self, run_id: int, kind: str, message: str, *, step_id: int | None = None,
         t_s: float | None = None, severity: str = "info", data: dict[str, Any] | None = None,
     ) -> None:
-        """Record an event (committed at once), then tell the observers (e.g. notifications)."""
-        self._insert_event(run_id, kind, message, step_id, t_s, severity, data)
-        for observer in self.observers:
-            observer(run_id, kind, message, severity)
+        """Record an event (committed at once)."""
+        self._insert_event(run_id, str(kind), message, step_id, t_s, str(severity), data)
 
     @_db_write
     def _insert_event(
@@ -522,3 +534,66 @@ class Recorder:
             conn.execute(stale)
             if rows:
                 conn.execute(m.Result.__table__.insert(), rows)
+
+
+class RecordingSink:
+    """The recorder subscribed to the engine's events: each event becomes its rows.
+
+    Holds the map from the engine's (run id, step number) to step row ids. Every write keeps
+    the recorder's guarantees: points buffered and committed at least every `flush_interval_s`
+    (on the engine's `Tick`s and as they arrive) and in the step end's own transaction;
+    transient errors retried; a write that fails for good raises `RecordingError`, which the
+    bus hands to the engine as its `SinkFailure`.
+    """
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self._rows: dict[tuple[int, int], int] = {}
+        rec = recorder
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            ev.StepStarted: self._step_started,
+            ev.StepEnded: lambda e: rec.end_step(self._rows[e.run_id, e.step], e.status.value,
+                                                 e.end.text, e.t_s),
+            ev.Points: lambda e: rec.add_points(self._rows[e.run_id, e.step], e.t_s, e.E_V,
+                                                e.I_mA, e.Q_mAh, e.P_MPa),
+            ev.SpectrumPoints: lambda e: rec.add_spectrum(self._rows[e.run_id, e.step],
+                                                          e.points),
+            ev.RunEnded: lambda e: rec.end_run(e.run_id, e.status.value, e.reason),
+            ev.ResultsReady: self._results,
+            ev.Tick: lambda e: rec.maybe_flush(),
+            ev.OperatorActed: self._operator,
+        }
+        for notice in (ev.Notice, ev.LimitTripped, ev.DetectorTripped, ev.FaultOccurred,
+                       ev.SafeStateAction):
+            self._handlers[notice] = self._notice
+
+    def __call__(self, event: ev.Event) -> None:
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event)
+
+    def row_of(self, run_id: int, step: int) -> int:
+        """The step row the engine's step number `step` of run `run_id` was recorded in."""
+        return self._rows[run_id, step]
+
+    def _step_started(self, e: ev.StepStarted) -> None:
+        parent = None if e.parent is None else self._rows[e.run_id, e.parent]
+        self._rows[e.run_id, e.step] = self.recorder.start_step(
+            e.run_id, e.step, e.kind, e.name, dict(e.params), e.t_s, parent)
+
+    def _notice(self, e: ev.Notice) -> None:
+        step = None if e.step is None else self._rows.get((e.run_id, e.step))
+        self.recorder.event(e.run_id, e.kind.value, e.message, step_id=step, t_s=e.t_s,
+                            severity=e.severity.value, data=e.data or None)
+
+    def _operator(self, e: ev.OperatorActed) -> None:
+        self._notice(e)
+        if e.action is ev.OperatorAction.PAUSE:
+            self.recorder.set_run_status(e.run_id, ev.RunStatus.PAUSED.value)
+        elif e.action is ev.OperatorAction.RESUME:
+            self.recorder.set_run_status(e.run_id, ev.RunStatus.RUNNING.value)
+
+    def _results(self, e: ev.ResultsReady) -> None:
+        self.recorder.store_results(e.run_id, e.analysis, e.version, [
+            (r.name, r.value, r.unit, None if r.step is None else self._rows[e.run_id, r.step])
+            for r in e.results])

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import create_engine, select
 
+from labctl.engine.events import Event, RunStatus, StepStarted
 from labctl.launch import launch
 from labctl.recording import models as m
 
@@ -32,16 +32,17 @@ def test_drt_is_stored_when_the_eis_step_ends(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     seen_during_rest: list[set[str]] = []
 
-    def on_progress(run_id: int, info: dict[str, Any]) -> None:
-        if info["step"].startswith("rest") and not seen_during_rest:
+    def watcher(event: Event) -> None:  # subscribed after the recorder and the analyses
+        if (isinstance(event, StepStarted) and event.name.startswith("rest")
+                and not seen_during_rest):
             reader = create_engine(url)
             with reader.connect() as conn:
                 names = set(conn.scalars(select(m.Result.name).where(
-                    m.Result.run_id == run_id, m.Result.step_id.is_not(None))))
+                    m.Result.run_id == event.run_id, m.Result.step_id.is_not(None))))
             reader.dispose()
             seen_during_rest.append(names)
 
-    (out,) = launch(protocol, [CELL], sim=True, db_url=url, on_progress=on_progress).outcomes
-    assert out.status == "completed"
+    (out,) = launch(protocol, [CELL], sim=True, db_url=url, subscribers=[watcher]).outcomes
+    assert out.status is RunStatus.COMPLETED
     assert seen_during_rest and {"kk_valid", "drt_R_inf_ohm", "R_electrode_ohm"} \
         <= seen_during_rest[0]

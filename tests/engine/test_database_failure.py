@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import event, func, select
 
+from labctl.engine.events import RunStatus
 from labctl.engine.runner import RunFailure, run_protocol
 from labctl.protocol import resolved as rs
 from labctl.recording import models as m
@@ -51,7 +52,7 @@ def test_transient_database_errors_are_retried_and_nothing_is_lost(db_url: str) 
     with failing_writes(rig, failures=3, after_s=3600.0) as failed:
         (out,) = run_protocol([(rig.ctx, protocol)])
     assert failed[0] == 3
-    assert out.status == "completed"
+    assert out.status is RunStatus.COMPLETED
     with rig.engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(m.Point)) == 4 * 3600
 

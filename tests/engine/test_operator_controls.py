@@ -14,12 +14,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from sqlalchemy import Engine
 
+from labctl.engine.events import Event, Points, RunStarted, RunStatus
 from labctl.launch import launch
 from labctl.protocol import resolved as rs
 from labctl.recording.database import open_database
@@ -66,7 +66,11 @@ def test_abort_from_another_connection_mid_step(tmp_path: Path, db_url: str) -> 
     protocol = write_protocol(tmp_path, LONG_STEP)
     requested = threading.Event()
 
-    def operator_elsewhere(run_ids: list[int], _engine: Engine) -> None:
+    def operator_elsewhere(event: Event) -> None:
+        if not isinstance(event, RunStarted):
+            return
+        run_ids = [event.run_id]
+
         def act() -> None:
             other = open_database(db_url)  # its own engine, as a second process would have
             deadline = time.monotonic() + 30
@@ -81,10 +85,10 @@ def test_abort_from_another_connection_mid_step(tmp_path: Path, db_url: str) -> 
         threading.Thread(target=act, daemon=True).start()
 
     result = launch(protocol, [CELLS / "na_symmetric.yaml"], sim=True, db_url=db_url,
-                    on_start=operator_elsewhere)
+                    subscribers=[operator_elsewhere])
     assert requested.is_set()
     (out,) = result.outcomes
-    assert out.status == "aborted" and out.end_reason == "aborted by operator"
+    assert out.status is RunStatus.ABORTED and out.end_reason == "aborted by operator"
     engine = open_database(db_url)
     _assert_aborted_mid_step(engine, out.run_id)
     kinds = [(e.kind, e.message) for e in run_events(engine, out.run_id)]
@@ -104,7 +108,7 @@ def test_abort_mid_step_switches_the_channel_off(db_url: str) -> None:
     out = rig.run([rs.Galvanostatic("long strip", current_mA=1.0, duration_s=36_000)],
                   on_tick=operator)
     assert seen_running == [True]
-    assert out.status == "aborted"
+    assert out.status is RunStatus.ABORTED
     assert rig.channel_off()
     (step,) = run_steps(rig.engine, rig.run_id)
     assert step.status == "aborted" and 590 <= step.t_end_s <= 620
@@ -115,16 +119,17 @@ def test_abort_mid_step_switches_the_channel_off(db_url: str) -> None:
 def test_ctrl_c_inside_the_engine_mid_step(tmp_path: Path, db_url: str) -> None:
     """KeyboardInterrupt raised while the runner is recording (not while sleeping)."""
     protocol = write_protocol(tmp_path, LONG_STEP)
-    calls: list[dict[str, Any]] = []
+    with_current: list[Points] = []
 
-    def progress(_run_id: int, info: dict[str, Any]) -> None:
-        calls.append(info)
-        if info["I_mA"] != 0.0 and sum(1 for c in calls if c["I_mA"] != 0.0) >= 20:
-            raise KeyboardInterrupt
+    def display(event: Event) -> None:  # a subscriber: KeyboardInterrupt passes any sink
+        if isinstance(event, Points) and event.I_mA[-1] != 0.0:
+            with_current.append(event)
+            if len(with_current) >= 20:
+                raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         launch(protocol, [CELLS / "na_symmetric.yaml"], sim=True, db_url=db_url,
-               on_progress=progress)
+               subscribers=[display])
     engine = open_database(db_url)
     (run,) = [r for r in [get_run(engine, 1)] if r is not None]
     _assert_aborted_mid_step(engine, run.id)
@@ -200,7 +205,7 @@ def test_pause_then_resume_mid_galvanostatic_step(db_url: str) -> None:
                                     capacity_mAh=capacity_mAh,
                                     record=rs.RecordEvery(dt_s=1.0, dE_V=None))],
                   on_tick=operator)
-    assert out.status == "completed", out
+    assert out.status is RunStatus.COMPLETED, out
     assert off_while_paused and all(off_while_paused)
     (step,) = run_steps(rig.engine, rig.run_id)
     assert step.status == "completed" and step.end_reason == "charge"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from labctl.engine.events import RunStatus
 from labctl.protocol import resolved as rs
 from labctl.recording.queries import get_run, run_events, run_steps
 from labctl_drivers.sim.equivalent_circuit import EquivalentCircuitCell
@@ -35,7 +36,7 @@ def test_voltage_window_stops_the_channel(db_url: str, current_mA: float, reason
     rig = make_rig(db_url)  # 150 ohm at DC: ±0.6 V at ±4 mA, outside ±0.5 V
     out = rig.run([rs.Galvanostatic("push", current_mA=current_mA, duration_s=LONG)],
                   rs.Limits(E_min_V=-0.5, E_max_V=0.5))
-    assert out.status == "failed"
+    assert out.status is RunStatus.FAILED
     _assert_stopped(rig, "limit", "safety limit: " + reason)
     assert run_steps(rig.engine, rig.run_id)[0].t_end_s < 600
 
@@ -75,7 +76,7 @@ def test_instrument_fault_on_poll_fails_the_run_safely(db_url: str, kind: str) -
                                          code=-12)])
     out = rig.run([rs.Rest("rest", duration_s=60.0),
                    rs.Galvanostatic("strip", current_mA=1.0, duration_s=LONG)])
-    assert out.status == "failed" and out.end_reason.startswith("instrument fault")
+    assert out.status is RunStatus.FAILED and out.end_reason.startswith("instrument fault")
     assert rig.channel_off()
     steps = run_steps(rig.engine, rig.run_id)
     assert [s.status for s in steps] == ["completed", "failed"]

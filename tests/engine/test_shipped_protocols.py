@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from labctl.cli import main
+from labctl.engine.events import RunStatus
 from labctl.launch import launch
 from labctl.recording.database import open_database
 from labctl.recording.queries import get_run, run_steps, step_points
@@ -69,7 +70,7 @@ def test_two_cells_run_concurrently(tmp_path: Path, db_url: str) -> None:
     result = launch(PROTOCOLS / "quickstart.yaml",
                     [CELLS / "na_symmetric.yaml", CELLS / "nak65_half.yaml"],
                     sim=True, db_url=db_url)
-    assert [o.status for o in result.outcomes] == ["completed", "completed"]
+    assert [o.status for o in result.outcomes] == [RunStatus.COMPLETED] * 2
     engine = open_database(db_url)
     ids = [o.run_id for o in result.outcomes]
     assert len(set(ids)) == 2

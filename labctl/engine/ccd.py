@@ -1,11 +1,17 @@
-"""Critical current density recomputed from a ccd_ramp's recorded child steps (echem.md §1.2–1.4).
+"""Critical current density of a ccd_ramp from its half-cycles (echem.md §1.2–1.4).
 
-The engine reports the CCD as it runs; this recomputes it from the stored steps, points and
-detector events so that a value in the database can always be traced to (and re-derived from)
-the data, including for imported or re-analysed runs. Both conventions are reported — the
-current density of the failing step (`ccd_mA_cm2`) and of the last step passed — together with
-what echem.md §1.1 says must accompany any CCD value: the half-cycle capacity (ACL), the
-cumulative areal capacity before failure (CAC), the failure mode and the stack pressure.
+`critical_current_density` is the one definition of a CCD, and both paths that report one call
+it: the engine's ccd_ramp on the half-cycles it just ran (so the value is known the moment the
+ramp ends), and `labctl.analysis.products.analyze_ccd` on the recorded child steps, points and
+detector events (so a value in the database can always be traced to, and re-derived from, the
+data, including for imported or re-analysed runs). It lives in the engine because the engine
+may not import the analysis layer; it is a pure function of half-cycle records. Both paths
+store their values as the "ccd" analysis under the names of `result_rows`, so a run has one row
+per value (the re-analysis replaces the engine's). Both conventions are reported — the current
+density of the failing step (`ccd_mA_cm2`) and of the last step passed — together with what
+echem.md §1.1 says must accompany any CCD value: the half-cycle capacity (ACL), the cumulative
+areal capacity before failure (CAC), the failure mode and (from the recorded data) the stack
+pressure.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from labctl.engine.events import StepStatus
 
 VERSION = "1"
 
@@ -23,7 +31,7 @@ class HalfCycle:
 
     step_id: int
     current_mA: float  # signed set-point
-    status: str
+    status: StepStatus
     end_reason: str | None
     capacity_mAh: float  # |Q| passed in the half-cycle
     detector_mode: str | None  # mode of a detector event attached to this step, if any
@@ -64,7 +72,7 @@ def critical_current_density(
             if levels and failed is None:
                 passed.append(levels[-1])
             levels.append(j)
-        if h.status != "completed":
+        if h.status is not StepStatus.COMPLETED:
             failed = h
             break
     if failed is None and levels:
@@ -75,7 +83,7 @@ def critical_current_density(
         if mode is None:
             reason = failed.end_reason or ""
             mode = reason.removeprefix("detector: ") or None
-    caps = [h.capacity_mAh for h in halves if h.status == "completed"]
+    caps = [h.capacity_mAh for h in halves if h.status is StepStatus.COMPLETED]
     p = None
     if pressures_MPa is not None:
         finite = pressures_MPa[np.isfinite(pressures_MPa)]
@@ -90,3 +98,15 @@ def critical_current_density(
         stack_pressure_MPa=p,
         n_steps=len(levels),
     )
+
+
+def result_rows(res: CcdResult) -> list[tuple[str, float | str | None, str]]:
+    """The run-level (name, value, unit) rows of a CCD, as both paths store them."""
+    return [
+        ("ccd_mA_cm2", res.ccd_mA_cm2, "mA/cm^2"),
+        ("ccd_last_passed_mA_cm2", res.last_passed_mA_cm2, "mA/cm^2"),
+        ("ccd_failure_mode", res.failure_mode, ""),
+        ("ccd_half_cycle_capacity_mAh_cm2", res.half_cycle_capacity_mAh_cm2, "mAh/cm^2"),
+        ("ccd_cumulative_capacity_mAh_cm2", res.cumulative_capacity_mAh_cm2, "mAh/cm^2"),
+        ("ccd_current_steps", res.n_steps, ""),
+    ]
