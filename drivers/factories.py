@@ -13,6 +13,8 @@ from typing import Any
 from labctl_drivers.errors import Unsupported
 from labctl_drivers.registry import DriverRequest
 
+SIMGAUGE = "simgauge://"
+
 
 def make_sp300(request: DriverRequest) -> Any:
     """`biologic-sp300`: the SP-300 adapter (labctl_drivers.biologic.adapter)."""
@@ -44,5 +46,10 @@ def make_mark10(request: DriverRequest) -> Any:
     from labctl_drivers.mark10 import Mark10Gauge
 
     opts = request.options
-    return Mark10Gauge(str(opts["port"]), baudrate=int(opts.get("baudrate", 115200)),
+    port = str(opts["port"])
+    if port.startswith(SIMGAUGE) and request.bench is not None:
+        # the station names the frame's gauge; each bench registers its own under a
+        # bench-scoped name, so two benches in one process never share a gauge
+        port = request.bench.gauge_url(port.removeprefix(SIMGAUGE))
+    return Mark10Gauge(port, baudrate=int(opts.get("baudrate", 115200)),
                        timeout_s=float(opts.get("timeout_s", 1.0)))

@@ -1,36 +1,58 @@
-"""The simulated bench: one clock, the cells, and the instruments wired to them.
+"""The simulated bench: one clock, the cells, and the simulated hardware BELOW the real drivers.
 
-Everything simulated shares the bench's clock and seeded random generator, so a run is
-deterministic for a seed, and the pressure the frame applies is the pressure the cell feels.
-Cells get potentiostat channels in order: two per simulated SP-300, one frame each.
+What a bench holds is what a lab's bench holds, minus the PC: SP-300 chassis (`SimulatedEClib`,
+the firmware the real SP-300 adapter talks to), spring frames (`SimulatedSpringStack`, their
+screw and the operator who turns it) with their Mark-10 gauges (`SimulatedMark10`, answering the
+real GCL2 driver in bytes), LANDT testers writing export files, and the cells on them. labctl
+reaches all of it only through the real drivers, built from a station file.
+
+Everything simulated shares the bench's clock and seed, so a run is reproducible for a seed,
+and the pressure the springs apply is the pressure the cell feels. A bench runs in labctl's
+process on a virtual clock (tests, rehearsals) or in its own process on the wall clock
+(`labctl_drivers.sim.server`), where it outlives the labctl that drives it.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from labctl_drivers.biologic.sim_eclib import SimulatedEClib
 from labctl_drivers.clock import Clock, VirtualClock
+from labctl_drivers.errors import Unsupported
+from labctl_drivers.mark10.sim_gauge import SimulatedMark10
 from labctl_drivers.sim.cell_model import CellModel
 from labctl_drivers.sim.faults import FaultPlan
 from labctl_drivers.sim.landt import SimulatedLandt
-from labctl_drivers.sim.potentiostat import SimulatedChannel, SimulatedSP300
-from labctl_drivers.sim.pressure import SimulatedPressureFrame
+from labctl_drivers.sim.spring_frame import GAUGE_NOISE_N, SimulatedSpringStack
 
-CHANNELS_PER_SP300 = 2
+#: An unloaded frame's nominal area (no cell under it: the springs press nothing).
+_EMPTY_FRAME_AREA_MM2 = 1.0
+_bench_ids = itertools.count(1)
+
+
+@dataclass
+class SimulatedFrameHardware:
+    """A frame's springs and its gauge(s): in-process, and over TCP when served."""
+
+    stack: SimulatedSpringStack
+    gauge: SimulatedMark10
+    served: SimulatedMark10 | None = None
 
 
 @dataclass
 class BenchSlot:
-    """Where one cell sits on the bench."""
+    """Where one cell sits: which chassis and channel, which frame presses it."""
 
     name: str
     cell: CellModel
-    potentiostat: SimulatedSP300
-    channel: SimulatedChannel
-    frame: SimulatedPressureFrame
+    sp300: str
+    channel: int
+    frame: str | None
 
 
 class SimulatedBench:
@@ -40,55 +62,113 @@ class SimulatedBench:
         self.seed = seed
         self.clock: Clock = clock or VirtualClock()
         self.faults = faults or FaultPlan()
-        self.rng = np.random.default_rng(seed)
-        self.potentiostats: list[SimulatedSP300] = []
+        self.id = next(_bench_ids)
+        self._sp300: dict[str, SimulatedEClib] = {}
+        self._frames: dict[str, SimulatedFrameHardware] = {}
         self.slots: list[BenchSlot] = []
         self.testers: list[SimulatedLandt] = []
 
-    def add_cell(self, name: str, cell: CellModel, pressure_MPa: float | None = None) -> BenchSlot:
-        k = len(self.slots)
-        if k % CHANNELS_PER_SP300 == 0:
-            self.potentiostats.append(
-                SimulatedSP300(
-                    f"sim-SP300-{len(self.potentiostats) + 1}", self.clock,
-                    np.random.default_rng([self.seed, k]), self.faults, CHANNELS_PER_SP300,
-                )
-            )
-        sp = self.potentiostats[-1]
-        channel = sp.channel(k % CHANNELS_PER_SP300)
-        channel.connect_cell(cell)
-        channel.before_poll = self.apply_due_faults
-        thinning = getattr(cell, "thinning_um", None)
-        frame = SimulatedPressureFrame(
-            f"sim-frame-{k + 1}", self.clock, cell.area_cm2,
-            np.random.default_rng([self.seed, k, 1]), self.faults, cell.set_pressure,
-            thinning_um=thinning,
-        )
-        if pressure_MPa is not None:
-            frame.request_pressure(pressure_MPa)
-        slot = BenchSlot(name, cell, sp, channel, frame)
-        self.slots.append(slot)
-        return slot
+    # -- instruments ----------------------------------------------------------------------
+    def add_sp300(self, name: str, n_channels: int = 2) -> SimulatedEClib:
+        """A simulated SP-300 chassis; its channels get cells with `place_cell`."""
+        k = len(self._sp300)
+        eclib = SimulatedEClib(self.clock, rng=np.random.default_rng([self.seed, 2 * k]),
+                               faults=self.faults, n_channels=n_channels, name=name,
+                               serial_number=1001 + k)
+        eclib.before_advance = self.apply_due_faults
+        self._sp300[name] = eclib
+        return eclib
+
+    def sp300(self, name: str) -> SimulatedEClib:
+        try:
+            return self._sp300[name]
+        except KeyError:
+            raise Unsupported(f"no simulated SP-300 named {name!r} on this bench "
+                              f"(have {', '.join(self._sp300) or 'none'})") from None
+
+    def add_frame(self, name: str) -> SimulatedFrameHardware:
+        """A spring frame with its gauge, empty until a cell is placed under it."""
+        k = len(self._frames)
+        stack = SimulatedSpringStack(name, _EMPTY_FRAME_AREA_MM2)
+        gauge = SimulatedMark10(lambda: self._frames[name].stack.force_N(), transport="inprocess",
+                                name=f"bench{self.id}.{name}", instrument=name,
+                                clock=self.clock,
+                                serial_number=f"SIM-{name}", noise_N=GAUGE_NOISE_N,
+                                rng=np.random.default_rng([self.seed, 2 * k, 1]),
+                                faults=self.faults).start()
+        hw = SimulatedFrameHardware(stack, gauge)
+        self._frames[name] = hw
+        return hw
+
+    def _frame(self, name: str) -> SimulatedFrameHardware:
+        try:
+            return self._frames[name]
+        except KeyError:
+            raise Unsupported(f"no simulated frame named {name!r} on this bench") from None
+
+    def gauge_url(self, frame: str) -> str:
+        """Where the real Mark-10 driver reaches this frame's gauge in-process."""
+        return self._frame(frame).gauge.url
+
+    def serve_gauge(self, frame: str) -> str:
+        """Serve this frame's gauge over TCP as well (for labctl in another process); the
+        ``socket://`` URL the real driver opens."""
+        hw = self._frame(frame)
+        if hw.served is None:
+            hw.served = SimulatedMark10(lambda: self._frames[frame].stack.force_N(),
+                                        transport="socket", name=frame, instrument=frame,
+                                        clock=self.clock,
+                                        serial_number=f"SIM-{frame}", noise_N=GAUGE_NOISE_N,
+                                        rng=np.random.default_rng([self.seed, 99, len(frame)]),
+                                        faults=self.faults).start()
+        return hw.served.url
+
+    def operator(self, frame: str) -> Callable[[float], None]:
+        """The simulated operator of one frame: turns its screw to a force (the real frame's
+        `motor` hook in simulation)."""
+        self._frame(frame)
+        return lambda force_N: self._frames[frame].stack.turn_screw_to(force_N)
 
     def add_landt(self, folder: Path, **options: object) -> SimulatedLandt:
-        """A simulated LANDT tester on this bench's clock, exporting into `folder`.
-
-        Cells go on its channels with `SimulatedLandt.start_channel`; a `labctl_drivers.landt.
-        LandtTester` following the same folder then sees what a real LANDdt export would show.
-        """
+        """A simulated LANDT tester on this bench's clock, exporting into `folder`; the real
+        export follower (`labctl_drivers.landt`) reads what it writes."""
         landt = SimulatedLandt(folder, self.clock, **options)  # type: ignore[arg-type]
         self.testers.append(landt)
         return landt
 
+    # -- cells ----------------------------------------------------------------------------
+    def place_cell(self, name: str, cell: CellModel, sp300: str, channel: int,
+                   frame: str | None, pressure_MPa: float | None) -> BenchSlot:
+        """Put a cell on a channel (and under a frame, assembled at `pressure_MPa`: the
+        operator turns the screw before the station ever reads the gauge)."""
+        self.sp300(sp300).attach_cell(channel, cell)
+        if frame is not None:
+            hw = self._frame(frame)
+            hw.stack = SimulatedSpringStack.for_cell(frame, cell)
+            if pressure_MPa is not None:
+                hw.stack.turn_screw_to(pressure_MPa * hw.stack.area_mm2)
+        elif pressure_MPa is not None:
+            cell.set_pressure(pressure_MPa)
+        slot = BenchSlot(name, cell, sp300, channel, frame)
+        self.slots.append(slot)
+        return slot
+
     def apply_due_faults(self) -> None:
-        """Apply cell-level faults (shorts, pressure loss) whose time has come."""
+        """Apply cell-level faults (shorts, pressure losses) whose time has come."""
         for f in self.faults.cell_faults_due(self.clock.now()):
             for slot in self.slots:
-                if f.instrument not in (None, slot.name, slot.frame.name, slot.potentiostat.name):
+                if f.instrument not in (None, slot.name, slot.frame, slot.sp300):
                     continue
                 if f.kind == "short":
                     inject = getattr(slot.cell, "inject_short", None)
                     if inject is not None:
                         inject()
-                else:
-                    slot.frame.lose_pressure()
+                elif slot.frame is not None:
+                    self._frames[slot.frame].stack.lose_pressure()
+
+    def close(self) -> None:
+        """Stop serving the gauges (in-process registrations and TCP servers)."""
+        for hw in self._frames.values():
+            hw.gauge.stop()
+            if hw.served is not None:
+                hw.served.stop()

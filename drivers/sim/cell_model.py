@@ -1,7 +1,8 @@
 """The contract between a simulated instrument and the cell it is wired to.
 
-Simulated instruments (`labctl_drivers.sim.potentiostat`) drive any object with this shape; the cell's
-physics lives entirely on the cell side, never in the instrument or the engine.
+Simulated instruments (the simulated SP-300 firmware, `labctl_drivers.biologic.sim_firmware`)
+drive any object with this shape; the cell's physics lives entirely on the cell side, never in
+the instrument or the engine.
 Sign convention: positive current strips the working electrode (electrode 1) and plates the
 counter (electrode 2); voltage is E_WE - E_CE in volts.
 """

@@ -30,12 +30,13 @@ from labctl_drivers.sim.wire import MAX_LINE_BYTES, WireError, decode, dumps, en
 CONNECTION_FAILED = -201
 
 
-def parse_tcp_url(url: str) -> tuple[str, int]:
-    """(host, port) of ``tcp://HOST:PORT``; ValueError otherwise."""
+def parse_tcp_url(url: str) -> tuple[str, int, str]:
+    """(host, port, instrument) of ``tcp://HOST:PORT[/INSTRUMENT]`` (instrument "" when the
+    URL names none); ValueError otherwise."""
     parts = urlsplit(url)
     if parts.scheme != "tcp" or not parts.hostname or parts.port is None:
-        raise ValueError(f"expected tcp://HOST:PORT, got {url!r}")
-    return parts.hostname, parts.port
+        raise ValueError(f"expected tcp://HOST:PORT[/INSTRUMENT], got {url!r}")
+    return parts.hostname, parts.port, parts.path.strip("/")
 
 
 class BenchConnection:
@@ -43,7 +44,7 @@ class BenchConnection:
 
     def __init__(self, url: str, timeout_s: float = 10.0) -> None:
         self.url = url
-        self.host, self.port = parse_tcp_url(url)
+        self.host, self.port, _ = parse_tcp_url(url)
         self.timeout_s = timeout_s
         self._sock: socket.socket | None = None
         self._reader: Any = None
@@ -113,7 +114,9 @@ class RemoteEClib:
     simulated = True
 
     def __init__(self, url: str, *, instrument: str, timeout_s: float = 10.0) -> None:
-        self.instrument = instrument
+        """`url` is ``tcp://HOST:PORT/NAME``, NAME the SP-300's name on the bench (default:
+        `instrument`, its name in the station)."""
+        self.instrument = parse_tcp_url(url)[2] or instrument
         self._conn = BenchConnection(url, timeout_s)
 
     def _call(self, call: str, *args: Any) -> Any:
@@ -167,7 +170,7 @@ class RemoteOperator:
     """The simulated operator of a bench process: turns one frame's screw to a force."""
 
     def __init__(self, url: str, frame: str, timeout_s: float = 10.0) -> None:
-        self.frame = frame
+        self.frame = parse_tcp_url(url)[2] or frame
         self._conn = BenchConnection(url, timeout_s)
 
     def __call__(self, force_N: float) -> None:

@@ -73,8 +73,11 @@ def check_station(spec: StationSpec) -> StationReport:
             area = float(frame.area_mm2)  # type: ignore[attr-defined]
             report.frames.append(FrameReport(name, frame.identity(), force, force / area, area))
         for name, gauge in station.gauges.items():
-            report.frames.append(FrameReport(name, gauge.identity(), gauge.read_force_N(),
-                                             None, None))
+            g = gauge.identity()  # type: ignore[attr-defined]
+            ident = InstrumentIdentity(g.model, g.serial_number, g.firmware,
+                                       address=str(getattr(gauge, "url", "")),
+                                       simulated=g.simulated)
+            report.frames.append(FrameReport(name, ident, gauge.read_force_N(), None, None))
         return report
     except InstrumentError as exc:
         raise StationError(f"station {spec.name!r}: {exc}") from None

@@ -15,7 +15,7 @@ Order matters for the cells' safety and is the same for real and simulated stati
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from labctl.protocol.cell import CellSpec
@@ -183,9 +183,13 @@ def _frame(entry: FrameEntry, cell: CellSpec | None, bench: SimulatedBench | Non
 def open_station(
     spec: StationSpec, cells: list[CellSpec], *, seed: int | None = None,
     faults: FaultPlan | None = None, every_instrument: bool = False,
+    models: Sequence[CellModel] | None = None,
 ) -> Station:
     """Connect what `cells` need (every instrument with `every_instrument`) and bind the cells to
-    channels in order. Nothing is switched on or off here (see `Station.make_safe`)."""
+    channels in order. Nothing is switched on or off here (see `Station.make_safe`).
+
+    On a simulated station each cell gets its digital twin on its channel; `models` replaces
+    those twins (e.g. closed-form test cells whose response is known exactly)."""
     pairs = _bind(spec, cells)
     clock = make_clock(spec)
     bench: SimulatedBench | None = None
@@ -209,7 +213,8 @@ def open_station(
             for k, (cell, ch) in enumerate(pairs):
                 pressure = (cell.stack_pressure_MPa if cell.stack_pressure_MPa is not None
                             else DEFAULT_SIM_PRESSURE_MPA)
-                model = make_cell_model(cell, pressure, sim_seed * 1000 + k)
+                model = (models[k] if models is not None
+                         else make_cell_model(cell, pressure, sim_seed * 1000 + k))
                 bench.place_cell(cell.id, model, ch.potentiostat, ch.channel, ch.frame,
                                  pressure)
         for name in used_pots:

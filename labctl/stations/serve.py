@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import signal
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from ruamel.yaml import YAML
@@ -55,17 +56,35 @@ def station_document(name: str, url: str, speed: float, layout: list[tuple[str, 
         "clock": {"kind": "wall", "speed": speed},
         "poll_interval_s": 1.0,
         "potentiostats": [{"name": p, "driver": "biologic-sp300", "address": f"USB{i}",
-                           "backend": url} for i, p in enumerate(pots)],
+                           "backend": f"{url}/{p}"} for i, p in enumerate(pots)],
         "frames": [{"name": f, "gauge": {"driver": "mark10", "port": gauge_urls[f]},
-                    "actuator": url} for _, _, f in layout],
+                    "actuator": f"{url}/{f}"} for _, _, f in layout],
         "channels": [{"potentiostat": p, "channel": c, "frame": f} for p, c, f in layout],
     }
 
 
-def serve(cells: list[CellSpec], station_out: Path, *, port: int = 0, seed: int = 0,
-          speed: float = 1.0, ready: threading.Event | None = None,
-          stop: threading.Event | None = None) -> None:
-    """Serve until SIGTERM/SIGINT (or `stop`); the station file is written once serving."""
+@dataclass
+class ServedBench:
+    """A bench being served: its server, and the station file that reaches it."""
+
+    bench: SimulatedBench
+    server: BenchServer
+    station_path: Path
+
+    def close(self) -> None:
+        self.server.stop()
+        self.bench.close()
+
+    def __enter__(self) -> ServedBench:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def start_served_bench(cells: list[CellSpec], station_out: Path, *, port: int = 0,
+                       seed: int = 0, speed: float = 1.0) -> ServedBench:
+    """Build the bench, serve it from background threads, write its station file."""
     bench, layout = build_served_bench(cells, seed=seed, speed=speed)
     server = BenchServer(bench, port=port).start()
     gauge_urls = {f: bench.serve_gauge(f) for _, _, f in layout}
@@ -75,14 +94,16 @@ def serve(cells: list[CellSpec], station_out: Path, *, port: int = 0, seed: int 
         fh.write("# written by `labctl sim serve`: a simulated bench in its own process\n")
         YAML(typ="safe", pure=True).dump(doc, fh)
     tmp.replace(station_out)  # atomically: a reader never sees half a station file
-    stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, lambda *_: stop.set())
-    if ready is not None:
-        ready.set()
-    try:
+    return ServedBench(bench, server, station_out)
+
+
+def serve(cells: list[CellSpec], station_out: Path, *, port: int = 0, seed: int = 0,
+          speed: float = 1.0) -> None:
+    """Serve until SIGTERM, SIGHUP or Ctrl-C (the `labctl sim serve` command)."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    with start_served_bench(cells, station_out, port=port, seed=seed, speed=speed) as served:
+        print(f"serving {len(cells)} cell(s) at {served.server.url}; station file "
+              f"{station_out}", flush=True)
         stop.wait()
-    finally:
-        server.stop()
-        bench.close()
