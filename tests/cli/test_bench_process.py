@@ -103,5 +103,5 @@ def test_sigkilled_labctl_leaves_the_simulated_instrument_running(served, tmp_pa
     # ... and checking changed nothing: it is still running afterwards
     again = subprocess.run([str(LABCTL), "station", "check", str(station)],
                            capture_output=True, text=True, timeout=60)
-    assert "running" in [ln for ln in again.stdout.splitlines() if "channel 0:" in ln][0]
+    assert "running" in next(ln for ln in again.stdout.splitlines() if "channel 0:" in ln)
     assert server.poll() is None  # the bench process is alive all along
