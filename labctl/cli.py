@@ -35,6 +35,8 @@ db_app = typer.Typer(help="Database management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 station_app = typer.Typer(help="Stations: the instruments runs use.", no_args_is_help=True)
 app.add_typer(station_app, name="station")
+sim_app = typer.Typer(help="The simulated bench.", no_args_is_help=True)
+app.add_typer(sim_app, name="sim")
 
 # When piped, rich would wrap tables at 80 columns; give them room instead.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -295,6 +297,31 @@ def station_check(
     spec = builtin_sim_station() if sim else load_station(file)  # type: ignore[arg-type]
     for line in check_station(spec).lines():
         out.print(line, markup=False, soft_wrap=True)
+
+
+@sim_app.command("serve")
+def sim_serve(
+    cell: Annotated[list[Path], typer.Option("--cell", help="Cell description YAML (one "
+                                                            "channel each, in order).")],
+    station_out: Annotated[Path, typer.Option(
+        "--station-out", help="Where to write the station file that reaches this bench.")],
+    port: Annotated[int, typer.Option(help="TCP port (0: any free one).", min=0, max=65535)] = 0,
+    speed: Annotated[float, typer.Option(help="Clock acceleration (1 = real time).", min=0.01,
+                                         max=10000)] = 1.0,
+    seed: SeedOption = 0,
+) -> None:
+    """Run the simulated bench as its own process until SIGTERM or Ctrl-C.
+
+    Its instruments outlive any labctl that drives them through the station file it writes.
+    """
+    from labctl.protocol import load_cell
+    from labctl.stations.serve import serve
+
+    for path in cell:
+        if not path.is_file():
+            raise UserError(f"{path}: no such file")
+    cells = [load_cell(p) for p in cell]
+    serve(cells, station_out, port=port, seed=seed, speed=speed)
 
 
 @app.command()

@@ -47,8 +47,7 @@ from labctl.protocol.loader import ProtocolDocument
 from labctl.protocol.resolved import ResolvedProtocol
 from labctl.recording.database import open_database
 from labctl.recording.recorder import Recorder, RecordingSink
-from labctl.station import Station, build_sim_station
-from labctl.station_file import connect_station, load_station_spec
+from labctl.stations import Station, builtin_sim_station, load_station, open_station
 from labctl_drivers.sim.faults import FaultPlan
 
 
@@ -147,11 +146,27 @@ def launch_runs(
     if not sim and station_path is None:
         raise LaunchError("say where to run: --sim for the simulated bench, or --station FILE "
                           "naming the real instruments")
-    spec = load_station_spec(station_path) if station_path is not None and not sim else None
+    # the station file is checked completely before the database or any instrument is touched
+    spec = builtin_sim_station() if sim else load_station(station_path)  # type: ignore[arg-type]
     engine = open_database(db_url)
-    cells = [r.cell for r in prepared]
-    station = (connect_station(spec, cells) if spec is not None
-               else build_sim_station(cells, seed=seed, faults=faults))
+    try:
+        station = open_station(spec, [r.cell for r in prepared], seed=seed if sim else None,
+                               faults=faults)
+    except BaseException:
+        if notifier is not None:
+            notifier.close()
+        raise
+    try:
+        station.make_safe()  # every channel the runs use is off before anything is loaded
+        return _run_on(station, prepared, engine, operator, seed, subscribers, notifier)
+    finally:
+        station.close()
+
+
+def _run_on(station: Station, prepared: list[PreparedRun], engine: Engine,
+            operator: str | None, seed: int, subscribers: Sequence[Sink],
+            notifier: Notifier | None) -> LaunchResult:
+    """Record and run the prepared runs on an opened station; analyse; tell the notifier."""
     recorder = Recorder(engine)
     recorder.reconcile_stale_runs()
     sink = RecordingSink(recorder)
@@ -205,7 +220,7 @@ def _open_runs(
             protocol_sha256=doc.sha256, schema_version=doc.schema_version,
             station=station.name, simulated=station.simulated,
             operator=operator or _operator(), labctl_version=labctl.__version__,
-            potentiostat=binding.potentiostat, channel=binding.channel_index, seed=seed,
+            potentiostat=binding.potentiostat.as_row(), channel=binding.channel_index, seed=seed,
             pid=os.getpid(),
         )
         contexts.append(ChannelContext(
