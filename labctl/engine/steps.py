@@ -371,7 +371,10 @@ class StepRunner:
             outs = yield from run_segments(ctx, [self.segment(s, group_id)
                                                  for s in (seg, rest, step.eis)])
             out = outs[0]
-            passed_mAh += abs(out.Q_mAh)
+            # a slice that ended on its charge limit passed exactly that charge on the
+            # instrument; the points' integral can fall short of it by up to one record
+            charged = out.end.instrument is EndReason.CHARGE
+            passed_mAh += slice_cap if charged else abs(out.Q_mAh)
             passed_s += out.t_end_s - t_before
             bad = next((o for o in outs if o.status is not COMPLETED), None)
             if bad is not None:
