@@ -97,7 +97,7 @@ class SimulatedEClib:
         self,
         clock: Clock,
         *,
-        seed: int = 0,
+        seed: int | Sequence[int] = 0,
         rng: np.random.Generator | None = None,
         faults: FaultPlan | None = None,
         n_channels: int = 2,
@@ -114,7 +114,8 @@ class SimulatedEClib:
         self.address = address
         self.faults = faults or FaultPlan()
         rngs = (rng.spawn(n_channels) if rng is not None
-                else [np.random.default_rng([seed, k]) for k in range(n_channels)])
+                else [np.random.default_rng([*np.atleast_1d(seed).tolist(), k])
+                      for k in range(n_channels)])
         self._channels = [ChannelFirmware(k, rngs[k], memory_words) for k in range(n_channels)]
         t = clock.now()
         for ch in self._channels:

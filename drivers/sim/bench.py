@@ -72,7 +72,9 @@ class SimulatedBench:
     def add_sp300(self, name: str, n_channels: int = 2) -> SimulatedEClib:
         """A simulated SP-300 chassis; its channels get cells with `place_cell`."""
         k = len(self._sp300)
-        eclib = SimulatedEClib(self.clock, rng=np.random.default_rng([self.seed, 2 * k]),
+        # channel c of the first chassis draws its instrument noise from [seed, c], as the
+        # simulated SP-300 it replaces did for its first channel; later chassis get their own
+        eclib = SimulatedEClib(self.clock, seed=[self.seed] if k == 0 else [self.seed, 1000 + k],
                                faults=self.faults, n_channels=n_channels, name=name,
                                serial_number=1001 + k)
         eclib.before_advance = self.apply_due_faults
