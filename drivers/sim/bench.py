@@ -92,12 +92,10 @@ class SimulatedBench:
         """A spring frame with its gauge, empty until a cell is placed under it."""
         k = len(self._frames)
         stack = SimulatedSpringStack(name, _EMPTY_FRAME_AREA_MM2)
-        gauge = SimulatedMark10(lambda: self._frames[name].stack.force_N(), transport="inprocess",
-                                name=f"bench{self.id}.{name}", instrument=name,
-                                clock=self.clock,
-                                serial_number=f"SIM-{name}", noise_N=GAUGE_NOISE_N,
-                                rng=np.random.default_rng([self.seed, 2 * k, 1]),
-                                faults=self.faults).start()
+        # each bench registers its gauges under its own names: two benches in one process
+        # never share one; faults aimed at the frame's name still reach it
+        gauge = self._gauge(name, "inprocess", f"bench{self.id}.{name}",
+                            np.random.default_rng([self.seed, 2 * k, 1]))
         hw = SimulatedFrameHardware(stack, gauge)
         self._frames[name] = hw
         return hw
@@ -117,13 +115,19 @@ class SimulatedBench:
         ``socket://`` URL the real driver opens."""
         hw = self._frame(frame)
         if hw.served is None:
-            hw.served = SimulatedMark10(lambda: self._frames[frame].stack.force_N(),
-                                        transport="socket", name=frame, instrument=frame,
-                                        clock=self.clock,
-                                        serial_number=f"SIM-{frame}", noise_N=GAUGE_NOISE_N,
-                                        rng=np.random.default_rng([self.seed, 99, len(frame)]),
-                                        faults=self.faults).start()
+            k = list(self._frames).index(frame)
+            hw.served = self._gauge(frame, "socket", frame,
+                                    np.random.default_rng([self.seed, 2 * k, 2]))
         return hw.served.url
+
+    def _gauge(self, frame: str, transport: str, registered_as: str,
+               rng: np.random.Generator) -> SimulatedMark10:
+        """A started simulated Mark-10 reading this frame's springs (whichever stack is under
+        the frame when it is read)."""
+        return SimulatedMark10(lambda: self._frames[frame].stack.force_N(), transport=transport,
+                               name=registered_as, instrument=frame, clock=self.clock,
+                               serial_number=f"SIM-{frame}", noise_N=GAUGE_NOISE_N, rng=rng,
+                               faults=self.faults).start()
 
     def operator(self, frame: str) -> Callable[[float], None]:
         """The simulated operator of one frame: turns its screw to a force (the real frame's
