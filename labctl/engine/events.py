@@ -230,6 +230,7 @@ class Notice:
     """Something worth an `event` row: kind and severity say how it is filed."""
 
     KIND: ClassVar[EventKind] = EventKind.NOTE
+    SEVERITY: ClassVar[Severity] = Severity.INFO
     run_id: int
     t_s: float | None
     step: int | None
@@ -241,7 +242,7 @@ class Notice:
 
     @property
     def severity(self) -> Severity:
-        return Severity.INFO
+        return self.SEVERITY
 
     @property
     def data(self) -> dict[str, Any]:
@@ -251,20 +252,14 @@ class Notice:
 @dataclass(frozen=True, slots=True)
 class LimitTripped(Notice):
     KIND: ClassVar[EventKind] = EventKind.LIMIT
-
-    @property
-    def severity(self) -> Severity:
-        return Severity.ERROR
+    SEVERITY: ClassVar[Severity] = Severity.ERROR
 
 
 @dataclass(frozen=True, slots=True)
 class DetectorTripped(Notice):
     KIND: ClassVar[EventKind] = EventKind.DETECTOR
+    SEVERITY: ClassVar[Severity] = Severity.WARNING
     mode: str = ""
-
-    @property
-    def severity(self) -> Severity:
-        return Severity.WARNING
 
     @property
     def data(self) -> dict[str, Any]:
@@ -274,10 +269,7 @@ class DetectorTripped(Notice):
 @dataclass(frozen=True, slots=True)
 class FaultOccurred(Notice):
     KIND: ClassVar[EventKind] = EventKind.FAULT
-
-    @property
-    def severity(self) -> Severity:
-        return Severity.ERROR
+    SEVERITY: ClassVar[Severity] = Severity.ERROR
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,10 @@ import time
 import numpy as np
 from sqlalchemy import func, select
 
+from labctl.engine import events as ev
 from labctl.recording import models as m
 from labctl.recording.database import make_engine, upgrade
-from labctl.recording.recorder import Recorder
+from labctl.recording.recorder import Recorder, RecordingSink
 
 CELL = {"id": "cell-1", "anode": {"material": "NaK", "k_wt_pct": 65.0, "alloy_mass_mg": 4.0},
         "counter_electrode": "Na", "electrolyte": "NASICON", "area_cm2_resolved": 0.283}
@@ -108,3 +109,34 @@ def test_control_requests_reach_the_engine(db_url: str) -> None:
     assert rec.heartbeat(run_id) == "abort"
     rec.end_run(run_id, "aborted", "operator")
     assert not rec.request_control(run_id, "abort")  # nothing to abort any more
+
+
+def test_recording_sink_turns_engine_events_into_rows(db_url: str) -> None:
+    """The recorder as the engine's subscriber: run-local step numbers become step rows, a
+    child's parent is its parent's row, notices become event rows, run ends the run row."""
+    rec = _recorder(db_url, flush_interval_s=3600)
+    sink = RecordingSink(rec)
+    run_id = _open_run(rec)
+    sink(ev.StepStarted(run_id, 0.0, 1, None, "ccd_ramp", "ramp", {}))
+    sink(ev.StepStarted(run_id, 0.0, 2, 1, "galvanostatic", "strip", {"current_mA": 0.1}))
+    one = np.array([1.0])
+    sink(ev.Points(run_id, 2, one, one, one, one, 10.0))
+    sink(ev.DetectorTripped(run_id, 1.0, 2, "hard_short: collapse", "hard_short"))
+    sink(ev.StepEnded(run_id, 1.0, 2, "galvanostatic", ev.StepStatus.FAILED,
+                      ev.StepEnd.detector("hard_short")))
+    sink(ev.StepEnded(run_id, 1.0, 1, "ccd_ramp", ev.StepStatus.COMPLETED,
+                      ev.StepEnd(ev.EndCause.OUTCOME, "failure detected")))
+    sink(ev.ResultsReady(run_id, "ccd", "1", (ev.Result("ccd_mA_cm2", 0.5, "mA/cm^2"),)))
+    sink(ev.RunEnded(run_id, 1.0, ev.RunStatus.COMPLETED, "all steps done"))
+    with rec.engine.connect() as conn:
+        steps = conn.execute(select(m.Step.id, m.Step.parent_id, m.Step.status,
+                                    m.Step.end_reason).order_by(m.Step.id)).all()
+        event = conn.execute(select(m.Event.kind, m.Event.step_id, m.Event.severity,
+                                    m.Event.data)).one()
+        run = conn.execute(select(m.Run.status, m.Run.end_reason)).one()
+    assert [(s.status, s.end_reason) for s in steps] == [
+        ("completed", "failure detected"), ("failed", "detector: hard_short")]
+    assert steps[1].parent_id == steps[0].id == sink.row_of(run_id, 1)
+    assert tuple(event) == ("detector", steps[1].id, "warning", {"mode": "hard_short"})
+    assert tuple(run) == ("completed", "all steps done")
+    assert _count(rec, m.Point) == 1 and _count(rec, m.Result) == 1
