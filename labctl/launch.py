@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import getpass
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ from labctl.recording.database import open_database
 from labctl.recording.recorder import Recorder, RecordingSink
 from labctl.stations import Station, builtin_sim_station, load_station, open_station
 from labctl_drivers.sim.faults import FaultPlan
+
+log = logging.getLogger(__name__)
 
 
 class LaunchError(RuntimeError):
@@ -277,7 +280,13 @@ class DatabaseControls:
 
     def request(self, run_id: int) -> OperatorAction | None:
         action = self.recorder.heartbeat(run_id)
-        return None if action is None else OperatorAction(action)
+        if action is None:
+            return None
+        try:
+            return OperatorAction(action)
+        except ValueError:  # written by a newer or broken client: not a reason to stop a run
+            log.warning("run %s: unknown operator request %r ignored", run_id, action)
+            return None
 
 
 def _operator() -> str | None:

@@ -525,7 +525,6 @@ class _Load:
             if not len(self._columns(reading, i)[0]) and not any(
                     p.technique_index == i for p in reading.impedance):
                 continue
-            self.k = self.base + i - 1
             live = self._begin(self.base + i, self.ctx.run_time())
             self._record(live, reading, i, P)
             self._close(live, ABORTED, StepEnd(EndCause.NOT_RUN,
