@@ -72,6 +72,7 @@ SAFE_STOP_ATTEMPTS = 3
 #: techniques linked in one load when the driver does not say how many it takes (the interface
 #: lets every channel load a sequence); a long protocol is loaded in chunks of this many
 DEFAULT_MAX_LINKED = 16
+_NO_ENDS: dict[int, TechniqueEnd] = {}
 COMPLETED, FAILED, ABORTED = StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.ABORTED
 
 
@@ -291,6 +292,10 @@ class _Live:
     last_E: float | None = None
     last_I_mA: np.ndarray = field(default_factory=lambda: np.empty(0))  # this poll's currents
     seen: bool = False  # the instrument has shown it running (data, or started by this load)
+    expected_s: float | None = None  # how long its (loaded) technique runs if nothing ends it
+
+    def __post_init__(self) -> None:
+        self.expected_s = expected_duration_s(self.seg.technique)
 
 
 class _Load:
@@ -355,7 +360,7 @@ class _Load:
         now = ctx.clock.now()
         wake = now + ctx.poll_interval_s
         if self.live is not None:
-            expected = expected_duration_s(self.live.seg.technique)
+            expected = self.live.expected_s
             if expected is not None:
                 end_at = ctx.t0 + self.t_off + self.seq_start + expected
                 if now < end_at < wake:
@@ -386,10 +391,11 @@ class _Load:
         `stopping`: the engine has just stopped the channel (a pause): a STOPPED end of the
         running technique is ours, not an end of its step.
         """
-        ends = {e.index: e for e in reading.ends}
+        ends = {e.index: e for e in reading.ends} if reading.ends else _NO_ENDS
         idx = reading.points.technique_index
-        last = max(reading.technique_index, *ends, int(idx.max()) if idx is not None
-                   and len(idx) else 0)
+        last = reading.technique_index
+        if ends or idx is not None:  # a poll that saw more than one technique
+            last = max(last, *ends, int(idx.max()) if idx is not None and len(idx) else 0)
         first = self.k - self.base
         for i in range(first, last + 1):
             live = self.live
@@ -457,7 +463,7 @@ class _Load:
             live.last_t = float(t[-1])
             live.last_E = float(E[-1])
         spectrum = tuple(_spectrum_point(p, self.t_off) for p in reading.impedance
-                         if p.technique_index == i)
+                         if p.technique_index == i) if reading.impedance else ()
         if spectrum:
             live.seen = True
             ctx.bus.publish(SpectrumPoints(ctx.run_id, live.step, spectrum))
@@ -582,6 +588,7 @@ class _Load:
         rest = _remaining(live.seg.technique, elapsed, abs(live.q_mAh - live.q_load0) * 3.6)
         live.q_load0 = live.q_mAh
         live.seg = dataclasses.replace(live.seg, technique=rest)
+        live.expected_s = expected_duration_s(rest)
         self._start([rest] + [s.technique for s in self.chunk[self.k + 1:]])
         live.seen = True
         # the remainder starts now: its points are stamped from the new origin, after the pause
