@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from labctl.analysis import cv, cycling, eis, stripping
 from labctl.engine import ccd
-from labctl.engine.events import StepStatus
+from labctl.engine.events import EventKind, StepStatus
 from labctl.recording.queries import (
     StepSummary,
     run_events,
@@ -50,7 +50,7 @@ def _last_abs_q(engine: Engine, step_id: int) -> float:
 def analyze_ccd(engine: Engine, recorder: Recorder, run_id: int) -> Results:
     """CCD per ccd_ramp step; with several ramps the last one gives the run-level values."""
     ctx = _ctx(engine, run_id)
-    events = [e for e in run_events(engine, run_id) if e.kind == "detector"]
+    events = [e for e in run_events(engine, run_id) if e.kind == EventKind.DETECTOR]
     rows: list[Row] = []
     for ramp in (s for s in ctx.steps if s.kind == "ccd_ramp"):
         children = [s for s in ctx.steps if s.parent_id == ramp.id]
