@@ -1,10 +1,12 @@
 """The Na–K binary: liquid window, Na activity in the liquid, theoretical capacities.
 
-Why this lives in its own module: both the digital twin (`labctl_drivers.sim.cells`) and the analysis
-layer (Q_crit / Q_window / Q_all reporting, echem.md §2.4) need the same numbers, and the
-liquidus is the one input users are expected to edit (the literature room-temperature windows
-disagree by several wt %, echem.md §6). The tables are therefore shipped as CSV package data in
-`drivers/sim/data/` and interpolated at run time instead of being hard-coded.
+Why this lives in its own, neutral package (`labctl_chemistry`, importing neither labctl nor
+the drivers): both the digital twin (`labctl_drivers.sim.cells`) and the analyses (Q_crit /
+Q_window / Q_all reporting of the critical stripping test, Wu et al., J. Mater. Chem. A 2025,
+Fig. 1d/e) need the same numbers, and the liquidus is the one input users are expected to edit
+(the literature room-temperature windows disagree by several wt %). The tables are therefore
+shipped as CSV package data in `chemistry/data/` and interpolated at run time instead of being
+hard-coded.
 
 Conventions: compositions are K *mass fractions* (0..1, "w"), temperatures in °C at the API,
 capacities in mAh per gram of *initial* alloy.
