@@ -10,8 +10,10 @@ Durability contract (tested in tests/recording/test_durability.py):
     at every step end, so a process that dies loses at most the last second of points;
   * nothing the recorder has acknowledged by returning from `flush()` is ever lost.
 
-Bulk points take the database's fastest honest path through SQLAlchemy's own connection:
-`executemany` of plain tuples on SQLite, `COPY ... FROM STDIN` on PostgreSQL (psycopg 3).
+How rows are put into the tables is a `Writer`'s business (labctl/recording/writers.py): by
+default the backend's fast path (`executemany` of plain tuples on SQLite, `COPY ... FROM STDIN`
+on PostgreSQL), or with `writer="reference"` plain SQLAlchemy Core, which stores the same rows.
+The recorder keeps what writers never do: when to write, which transaction, retries.
 Transient database errors (a locked SQLite file, a dropped PostgreSQL connection) are retried
 with backoff before the error reaches the engine, which then puts the cell in a safe state.
 """
@@ -40,12 +42,9 @@ from tenacity import (
 
 from labctl.engine import events as ev
 from labctl.recording import models as m
+from labctl.recording.writers import EIS_COLUMNS, POINT_COLUMNS, Writer, WriterName, make_writer
 
-POINT_COLUMNS = ("step_id", "t_s", "E_V", "I_mA", "Q_mAh", "P_MPa")
-EIS_COLUMNS = (
-    "step_id", "t_s", "frequency_Hz", "Z_re_ohm", "Z_im_ohm", "Z_mod_ohm", "phase_deg", "E_V",
-    "I_mA",
-)
+__all__ = ["EIS_COLUMNS", "POINT_COLUMNS", "Recorder", "RecordingError", "RecordingSink"]
 
 
 def _transient(exc: BaseException) -> bool:
@@ -112,12 +111,20 @@ def _f(x: float | None) -> float | None:
 
 
 class Recorder:
+    """Buffers and commits a run's rows under the durability contract above.
+
+    `writer` says how rows reach the tables: "fast" (the default: the backend's bulk path),
+    "reference" (plain SQLAlchemy Core, the same rows, slower), or a `Writer` of one's own.
+    """
+
     def __init__(
-        self, engine: Engine, flush_interval_s: float = 1.0, max_buffer_rows: int = 20_000
+        self, engine: Engine, flush_interval_s: float = 1.0, max_buffer_rows: int = 20_000,
+        writer: WriterName | Writer = "fast",
     ) -> None:
         self.engine = engine
         self.flush_interval_s = flush_interval_s
         self.max_buffer_rows = max_buffer_rows
+        self.writer: Writer = make_writer(engine, writer)
         self._points: list[Sequence[Any]] = []  # rows already shaped (add_rows)
         # add_points batches, kept as numpy blocks until a flush turns them into rows: a
         # buffer of ~20k live row tuples made the cyclic GC rescan them on every collection,
@@ -126,41 +133,7 @@ class Recorder:
         self._chunk_rows = 0
         self._eis: list[Sequence[Any]] = []
         self._last_flush = time.monotonic()
-        self._postgres = engine.dialect.name == "postgresql"
-        cols = ", ".join(POINT_COLUMNS)
-        self._point_sql = f"INSERT INTO point ({cols}) VALUES ({', '.join('?' * 6)})"
-        eis_cols = ", ".join(EIS_COLUMNS)
-        self._eis_sql = (f"INSERT INTO eis_point ({eis_cols}) "
-                         f"VALUES ({', '.join('?' * len(EIS_COLUMNS))})")
         self.rows_written = 0
-        # SQLite: step/event rows go through exec_driver_sql with the column types' own bind
-        # processors (so the stored JSON/datetime text is what SQLAlchemy Core would store):
-        # the Core insert().returning() / update() paths cost ~250 µs per row, this ~60 µs, and
-        # a campaign writes a step row (and closes it) about once a minute of simulated time.
-        # PostgreSQL keeps the Core statements (RETURNING there is native and cheap enough).
-        self._raw = engine.dialect.name == "sqlite"
-        if self._raw:
-            def bind(table: Any, col: str) -> Callable[[Any], Any]:
-                t = table.c[col].type.dialect_impl(engine.dialect)
-                proc = t.bind_processor(engine.dialect)
-                return proc if proc is not None else (lambda v: v)
-
-            step, ev = m.Step.__table__, m.Event.__table__
-            self._json = bind(step, "params")
-            self._ts = bind(step, "started_at")
-            self._event_json = bind(ev, "data")
-            self._event_ts = bind(ev, "at")
-        self._step_insert_sql = (
-            'INSERT INTO step (run_id, parent_id, "index", kind, name, params, started_at, '
-            "t_start_s, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        )
-        self._step_end_sql = (
-            "UPDATE step SET status = ?, end_reason = ?, t_end_s = ?, ended_at = ? WHERE id = ?"
-        )
-        self._event_sql = (
-            "INSERT INTO event (run_id, step_id, at, t_s, kind, severity, message, data) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-        )
 
     # ---- run lifecycle -------------------------------------------------------------------
     @_db_write
@@ -321,23 +294,10 @@ class Recorder:
         t_s: float, parent_id: int | None = None,
     ) -> int:
         with self.engine.begin() as conn:
-            if self._raw:
-                cur = conn.exec_driver_sql(
-                    self._step_insert_sql,
-                    (run_id, parent_id, index, kind, name, self._json(params),
-                     self._ts(_now()), t_s, "running"),
-                )
-                return int(cur.lastrowid)
-            return int(
-                conn.scalar(
-                    m.Step.__table__.insert()
-                    .values(
-                        run_id=run_id, parent_id=parent_id, index=index, kind=kind, name=name,
-                        params=params, started_at=_now(), t_start_s=t_s, status="running",
-                    )
-                    .returning(m.Step.id)
-                )
-            )
+            return self.writer.insert_step(conn, dict(
+                run_id=run_id, parent_id=parent_id, index=index, kind=kind, name=name,
+                params=params, started_at=_now(), t_start_s=t_s, status="running",
+            ))
 
     def end_step(self, step_id: int, status: str, end_reason: str | None, t_s: float) -> None:
         """Commit the step's last points and its end in one transaction.
@@ -442,38 +402,13 @@ class Recorder:
     ) -> None:
         with self.engine.begin() as conn:
             if points:
-                if self._postgres:
-                    self._copy(conn, "point", POINT_COLUMNS, points)
-                else:
-                    conn.exec_driver_sql(self._point_sql, points)  # type: ignore[arg-type]
+                self.writer.insert_points(conn, points)
             if eis:
-                if self._postgres:
-                    self._copy(conn, "eis_point", EIS_COLUMNS, eis)
-                else:
-                    conn.exec_driver_sql(self._eis_sql, eis)  # type: ignore[arg-type]
+                self.writer.insert_eis(conn, eis)
             if step_end is not None:
                 step_id, status, end_reason, t_s = step_end
-                if self._raw:
-                    conn.exec_driver_sql(
-                        self._step_end_sql, (status, end_reason, t_s, self._ts(_now()), step_id)
-                    )
-                    return
-                conn.execute(
-                    update(m.Step)
-                    .where(m.Step.id == step_id)
-                    .values(status=status, end_reason=end_reason, t_end_s=t_s, ended_at=_now())
-                )
-
-    @staticmethod
-    def _copy(
-        conn: Connection, table: str, columns: Sequence[str], rows: list[Sequence[Any]]
-    ) -> None:
-        dbapi = conn.connection.dbapi_connection
-        assert dbapi is not None
-        cols = ", ".join(f'"{c}"' for c in columns)
-        with dbapi.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+                self.writer.end_step(conn, step_id, dict(
+                    status=status, end_reason=end_reason, t_end_s=t_s, ended_at=_now()))
 
     # ---- events and results --------------------------------------------------------------
     def event(
@@ -489,19 +424,10 @@ class Recorder:
         severity: str, data: dict[str, Any] | None,
     ) -> None:
         with self.engine.begin() as conn:
-            if self._raw:
-                conn.exec_driver_sql(
-                    self._event_sql,
-                    (run_id, step_id, self._event_ts(_now()), t_s, kind, severity, message,
-                     self._event_json(data or {})),
-                )
-                return
-            conn.execute(
-                m.Event.__table__.insert().values(
-                    run_id=run_id, step_id=step_id, at=_now(), t_s=t_s, kind=kind,
-                    severity=severity, message=message, data=data or {},
-                )
-            )
+            self.writer.insert_event(conn, dict(
+                run_id=run_id, step_id=step_id, at=_now(), t_s=t_s, kind=kind,
+                severity=severity, message=message, data=data or {},
+            ))
 
     @_db_write
     def store_results(
