@@ -408,7 +408,7 @@ class _Load:
             if end is not None:
                 self._ended(live, end, E)
             else:
-                self._check_running(live, E, reading, i, P)
+                self._check_running(live, E, P)
             if self.over:
                 if self.done and self.done[-1].status is not COMPLETED:
                     self._cut_short(reading, i + 1, last, P)
@@ -469,8 +469,7 @@ class _Load:
             ctx.bus.publish(SpectrumPoints(ctx.run_id, live.step, spectrum))
         return E
 
-    def _check_running(self, live: _Live, E: np.ndarray, reading: ChannelReading, i: int,
-                       P: float | None) -> None:
+    def _check_running(self, live: _Live, E: np.ndarray, P: float | None) -> None:
         """Software limits, then the detector, on a technique still running after this poll."""
         tripped = check_limits(live.seg.limits, E, live.last_I_mA, live.q_mAh, P)
         if tripped:

@@ -10,6 +10,8 @@ for up to a poll interval. Linked, the instrument goes on at once.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -46,7 +48,7 @@ def _gaps_s(rig: Rig) -> list[float]:
     the instrument's clock, a start when the technique was started)."""
     steps = run_steps(rig.engine, rig.run_id)
     gaps = []
-    for a, b in zip(steps, steps[1:]):
+    for a, b in itertools.pairwise(steps):
         if a.n_points and b.n_points:
             t_a = step_points(rig.engine, [a.id])["t_s"]
             t_b = step_points(rig.engine, [b.id])["t_s"]
@@ -81,7 +83,8 @@ def test_each_linked_technique_records_into_its_own_step(runs: dict[bool, Rig]) 
     steps = run_steps(rig.engine, rig.run_id)
     assert [s.name for s in steps] == [s.name for s in STEPS]
     assert [s.end_reason for s in steps] == ["time", "E_max", "time", "time", "complete", "time"]
-    for a, b in zip(steps, steps[1:]):  # each starts where the previous ended, on the instrument
+    # each starts where the previous ended, on the instrument
+    for a, b in itertools.pairwise(steps):
         assert b.t_start_s == pytest.approx(a.t_end_s, abs=1e-6)
     by_name = {s.name: s for s in steps}
     assert by_name["rest"].n_points == 120 and by_name["plate"].n_points == 300
