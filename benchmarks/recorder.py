@@ -1,12 +1,15 @@
 """Recorder throughput against raw sqlite3, measured in the same process on the same machine.
 
-Writes N points (default 1,000,000) into a fresh WAL-mode SQLite file twice:
-  * through labctl's Recorder, fed as the engine feeds it (numpy columns per poll), committing
-    every BATCH rows;
+Writes N points (default 1,000,000) into a fresh WAL-mode SQLite file three times:
+  * through labctl's Recorder with its default (fast) writer, fed as the engine feeds it (numpy
+    columns per poll), committing every BATCH rows;
+  * the same through the Recorder's shipped reference writer (`writer="reference"`: plain
+    SQLAlchemy Core inserts of dicts), to show what the fast path buys;
   * through the standard library's sqlite3 `executemany` with pre-built tuples (the most
     favourable case for the baseline), committing every BATCH rows into an identical table.
-Each is run --repeat times (default 3), interleaved; the median of the pair ratios is
-reported. Prints both rates and, as its last line, `recorder/raw = 0.xx`.
+Each is run --repeat times (default 3), interleaved; the medians of the per-repeat ratios are
+reported. Prints the three rates, `fast/reference = N.NN`, and, as its last line,
+`recorder/raw = 0.xx` (the fast writer's).
 
     python benchmarks/recorder.py [--points N] [--batch B]
 """
@@ -24,6 +27,7 @@ import raw_sqlite  # benchmarks/raw_sqlite.py: the shared baseline
 
 from labctl.recording.database import open_database
 from labctl.recording.recorder import Recorder
+from labctl.recording.writers import WriterName
 
 POLL = 1000  # points handed to the recorder per call, like one engine poll of a busy channel
 
@@ -35,9 +39,10 @@ def columns(n: int) -> dict[str, np.ndarray]:
             "Q_mAh": t * 0.25 / 3600, "P_MPa": np.full(n, 10.0)}
 
 
-def bench_recorder(path: Path, cols: dict[str, np.ndarray], batch: int) -> float:
+def bench_recorder(path: Path, cols: dict[str, np.ndarray], batch: int,
+                   writer: WriterName = "fast") -> float:
     engine = open_database(f"sqlite:///{path}")
-    rec = Recorder(engine, flush_interval_s=3600.0, max_buffer_rows=batch)
+    rec = Recorder(engine, flush_interval_s=3600.0, max_buffer_rows=batch, writer=writer)
     cell = {"id": "bench", "anode": {"material": "Na"}, "area_cm2_resolved": 0.283}
     run = rec.start_run(cell=cell, protocol_name="bench", protocol_text="bench",
                         protocol_sha256="bench", schema_version=1, station="bench",
@@ -72,23 +77,30 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=1_000_000)
     ap.add_argument("--batch", type=int, default=20_000)
     ap.add_argument("--repeat", type=int, default=3,
-                    help="raw/recorder pairs, interleaved; the median pair ratio is reported "
-                         "(this VM's speed drifts by tens of percent between seconds)")
+                    help="raw/fast/reference triples, interleaved; the median ratios are "
+                         "reported (this VM's speed drifts by tens of percent between seconds)")
     args = ap.parse_args()
     cols = columns(args.points)
-    raws, recs = [], []
+    raws, recs, refs = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(args.repeat):
             raws.append(bench_raw(Path(tmp) / f"raw{k}.db", cols, args.batch))
             recs.append(bench_recorder(Path(tmp) / f"labctl{k}.db", cols, args.batch))
+            refs.append(bench_recorder(Path(tmp) / f"reference{k}.db", cols, args.batch,
+                                       writer="reference"))
     n = args.points
-    raw, rec = statistics.median(raws), statistics.median(recs)
+
+    def rate(label: str, times: list[float]) -> None:
+        mid = statistics.median(times)
+        print(f"{label:<36}{n / mid:>12,.0f} rows/s (median {mid:.2f} s; "
+              f"{', '.join(f'{x:.2f}' for x in times)})")
+
     print(f"points: {n:,}  batch: {args.batch:,}  repeats: {args.repeat}")
-    print(f"raw sqlite3 executemany: {n / raw:,.0f} rows/s (median {raw:.2f} s; "
-          f"{', '.join(f'{x:.2f}' for x in raws)})")
-    print(f"labctl Recorder:         {n / rec:,.0f} rows/s (median {rec:.2f} s; "
-          f"{', '.join(f'{x:.2f}' for x in recs)})")
-    # each recorder run is paired with the raw run just before it (the machine's speed drifts)
+    rate("raw sqlite3 executemany:", raws)
+    rate("labctl Recorder, fast writer:", recs)
+    rate("labctl Recorder, reference writer:", refs)
+    # each ratio is of runs made next to each other in one repeat (the machine's speed drifts)
+    print(f"fast/reference = {statistics.median(f / c for f, c in zip(refs, recs)):.2f}")
     print(f"recorder/raw = {statistics.median(r / c for r, c in zip(raws, recs)):.2f}")
 
 
