@@ -17,7 +17,7 @@ duration, the limits it was given). Software (the engine) may stop it earlier.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -147,10 +147,15 @@ class ChannelStatus:
 @runtime_checkable
 class PotentiostatChannel(Protocol):
     index: int
+    #: How many techniques one `load` may link (1: a driver that cannot link them).
+    max_linked_techniques: int
 
-    def load(self, technique: Technique | Sequence[Technique]) -> None:
+    def load(self, technique: Technique | Sequence[Technique], *,
+             cutoffs: Sequence[Collection[EndReason | str] | None] | None = None) -> None:
         """Load one technique, or a sequence the instrument runs back to back (linked
-        techniques: no open-circuit gap between them)."""
+        techniques: no open-circuit gap between them). `cutoffs[k]` names the end reasons that
+        are technique k's normal end (a cut-off), so that the instrument may go on with the
+        next technique there; any other limit stops the sequence."""
         ...
 
     def start(self) -> None: ...

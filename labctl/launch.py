@@ -49,6 +49,7 @@ from labctl.protocol.resolved import ResolvedProtocol
 from labctl.recording.database import open_database
 from labctl.recording.recorder import Recorder, RecordingSink
 from labctl.stations import Station, builtin_sim_station, load_station, open_station
+from labctl_drivers.interfaces import PotentiostatChannel
 from labctl_drivers.sim.faults import FaultPlan
 
 log = logging.getLogger(__name__)
@@ -236,10 +237,10 @@ def _open_runs(
     return contexts
 
 
-def linked_techniques(channel: object) -> int:
-    """How many techniques `channel` runs back to back in one load: its
-    `max_linked_techniques` (1: one technique per load), else the engine's default."""
-    return int(getattr(channel, "max_linked_techniques", DEFAULT_MAX_LINKED))
+def linked_techniques(channel: PotentiostatChannel) -> int:
+    """How many techniques the engine links in one load on `channel`: what the driver can
+    (`max_linked_techniques`), at most the engine's own bound."""
+    return max(1, min(int(channel.max_linked_techniques), DEFAULT_MAX_LINKED))
 
 
 class StepEndAnalyses:

@@ -17,7 +17,6 @@ Runners are generators that yield the clock time at which they want to be woken;
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -339,17 +338,12 @@ class _Load:
     def _start(self, techniques: list[Technique]) -> None:
         """Load and start the techniques of chunk positions k.. (the first maybe a remainder).
 
-        A driver whose `load` takes `cutoffs` (the SP-300 adapter) is told each technique's
-        normal ends, so that a cut-off lets the instrument go on to the next technique while a
-        safety bound stops the sequence there.
+        The driver is told each technique's normal ends (`cutoffs`), so that a cut-off lets
+        the instrument go on to the next technique while a safety bound stops the sequence.
         """
         ch = self.ctx.channel
         what = techniques[0] if len(techniques) == 1 else techniques
-        if _takes_cutoffs(ch):
-            cutoffs = [s.normal_ends for s in self.chunk[self.k:self.k + len(techniques)]]
-            ch.load(what, cutoffs=cutoffs)  # type: ignore[call-arg]
-        else:
-            ch.load(what)
+        ch.load(what, cutoffs=[s.normal_ends for s in self.chunk[self.k:self.k + len(techniques)]])
         ch.start()
         self.base = self.k
         self.t_off = self.ctx.run_time()
@@ -592,14 +586,6 @@ class _Load:
         live.seen = True
         # the remainder starts now: its points are stamped from the new origin, after the pause
         live.last_t = 0.0
-
-
-def _takes_cutoffs(channel: PotentiostatChannel) -> bool:
-    """Whether the driver's `load` accepts the engine's `cutoffs` (see `_Load._start`)."""
-    try:
-        return "cutoffs" in inspect.signature(channel.load).parameters
-    except (TypeError, ValueError):  # a callable without a signature: assume the interface's
-        return False
 
 
 def _spectrum_point(p: ImpedancePoint, t_offset: float) -> SpectrumPoint:
