@@ -1029,7 +1029,9 @@ class StepRun(Run):
         cell = ch.cell
         assert cell is not None
         i = self.setpoint
-        e = float(cell.run_constant_current(i, self.sample, 1, self._lo_arg, self._hi_arg)[0])
+        # one sample: `cell.step` is `run_constant_current(i, sample, 1, lo, hi)[0]` (a single
+        # step stops on the limits only after itself) without the array around one value
+        e = float(cell.step(i, self.sample))
         fired = e > self._hi or e < self._lo
         span = ch.e_span
         if e > span:

@@ -122,6 +122,13 @@ _PROBE = COMMANDS["model"]
 _MAX_STALE_LINES = 64  # more unasked lines than this in one resync: the gauge is streaming
 
 _READING = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*([A-Za-z]*)\s*$")
+#: `_READING` on the reply's bytes, CR LF included. Whatever it matches, the text path
+#: (decode, strip, `_READING`) matches too, with the same groups: it is the same pattern, the
+#: bytes are ASCII, and bytes' `\s` is ASCII whitespace, which `str.strip` strips as well. So
+#: `parse_reading` reads a well-formed reply without decoding it, and takes the text path (and
+#: its errors) for anything else.
+_READING_LINE = re.compile(rb"[ \t\n\r\f\v]*([+-]?(?:\d+\.?\d*|\.\d+))[ \t\n\r\f\v]*([A-Za-z]*)"
+                           rb"[ \t\n\r\f\v]*\r\n")
 _MODEL_CAPACITY = re.compile(r"\bM\d+-(\d+)\b")  # M5-200: capacity 200 lbF; M5-025: 0.25 lbF
 _PRINTABLE = re.compile(r"^[\x20-\x7e]+$")
 
@@ -144,9 +151,22 @@ class Reading:
 def parse_reading(line: bytes) -> Reading:
     """Parse one reply line such as ``b'392.7 N\\r\\n'``; raise on anything else: a gauge error
     code raises `GaugeError`, anything that is not a number with a known unit `GarbledReply`.
-    A line without its CR LF is a fragment and never a value."""
+    A line without its CR LF is a fragment and never a value.
+
+    A well-formed reply is matched on its bytes (`_READING_LINE`); every other line goes
+    through `parse_text_reply`, the reference, which says what is wrong with it."""
     if not line.endswith(b"\r\n"):
         raise GarbledReply(f"unterminated reply {line!r} (a fragment)")
+    m = _READING_LINE.fullmatch(line)
+    if m is not None:
+        unit = m.group(2).decode("ascii")
+        if not unit or unit.upper() in TO_NEWTON:
+            return Reading(float(m.group(1)), unit)
+    return parse_text_reply(line)
+
+
+def parse_text_reply(line: bytes) -> Reading:
+    """`parse_reading` on the decoded text: the reference parse, and its errors."""
     try:
         text = line.decode("ascii").strip()
     except UnicodeDecodeError as exc:

@@ -35,6 +35,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import serial
@@ -55,6 +56,12 @@ _UNITS: dict[str, tuple[str, float, int]] = {
     "KG": ("kgF", 9.80665, 3),
     "G": ("gF", 9.80665e-3, 0),
 }
+#: unit command -> the reply's printf template (`bytes % value` prints a float exactly as the
+#: ``f"{value:.{decimals}f}"`` format spec does: both are Python's fixed-point float repr)
+_REPLY_FORMATS: dict[str, bytes] = {
+    unit: f"%.{decimals}f {spelling}\r\n".encode("ascii")
+    for unit, (spelling, _, decimals) in _UNITS.items()
+}
 _MODES = ("CUR", "PT", "PC")
 FAULTS = ("garble", "silent", "split", "disconnect")
 _NOISE = b"\xfe#@7.\x01 N?\r\n"  # what a burst of line noise looks like on the wire
@@ -62,9 +69,11 @@ _REGISTRY: dict[str, SimulatedMark10] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
-@dataclass(frozen=True)
-class Emission:
-    """Bytes the gauge puts on the line at `at_s` (its clock); `hang_up` drops the line."""
+class Emission(NamedTuple):
+    """Bytes the gauge puts on the line at `at_s` (its clock); `hang_up` drops the line.
+
+    A named tuple (immutable, like the frozen dataclass it was): two are made for every reply,
+    and a frozen dataclass's constructor costs three times as much."""
 
     at_s: float
     data: bytes = b""
@@ -270,14 +279,16 @@ class SimulatedMark10:
         if self.noise_N:
             raw += float(self.rng.normal(0.0, self.noise_N))
         f = raw - self.offset_N
-        self.peak_compression_N = max(self.peak_compression_N, f)
-        self.peak_tension_N = min(self.peak_tension_N, f)
+        if f > self.peak_compression_N:  # what max()/min() keep, without the calls
+            self.peak_compression_N = f
+        if f < self.peak_tension_N:
+            self.peak_tension_N = f
         return f
 
     def _fmt(self, force_N: float) -> bytes:
-        spelling, per_unit, decimals = _UNITS[self.unit]
+        _, per_unit, decimals = _UNITS[self.unit]
         value = round(force_N / per_unit, decimals) + 0.0  # no "-0.0"
-        return f"{value:.{decimals}f} {spelling}\r\n".encode("ascii")
+        return _REPLY_FORMATS[self.unit] % value
 
     def respond(self, command: str) -> bytes | None:
         """The reply to one command (None for a setting, which answers nothing)."""
@@ -332,7 +343,7 @@ class SimulatedMark10:
     def _fault_for(self, command: str, t: float) -> _Injected | None:
         if self._injected:
             return self._injected.popleft()
-        if self.faults is None:
+        if self.faults is None or not self.faults.faults:
             return None
         fault = self.faults.take(self.instrument, self._operation(command), t)
         if fault is None:
@@ -345,9 +356,9 @@ class SimulatedMark10:
         Commands end in CR (an LF after it is ignored; §9.8)."""
         out: list[Emission] = []
         with self._lock:
-            self._rx += data
-            while b"\r" in self._rx:
-                line, self._rx = self._rx.split(b"\r", 1)
+            lines = (self._rx + data).split(b"\r")  # one split: a command a line, as a rule
+            self._rx = lines.pop()  # what follows the last CR: the start of the next command
+            for n, line in enumerate(lines):
                 line = line.lstrip(b"\n")
                 if not line:
                     continue
@@ -368,6 +379,8 @@ class SimulatedMark10:
                 elif fault.kind == "disconnect":
                     self.unplugged = True
                     out.append(Emission(at, hang_up=True))
+                    # the commands after it were never taken in: they stay as received
+                    self._rx = b"\r".join([*lines[n + 1:], self._rx])
                     break
                 # "silent": the reply is lost
         return out
@@ -512,9 +525,12 @@ class _Link:
 
     def push(self, e: Emission) -> None:
         """Put bytes on the wire after everything already on it."""
-        at = max(e.at_s, self._last_at)
+        at = e.at_s
+        if at < self._last_at:  # held back behind a stalled reply
+            at = self._last_at
+            e = Emission(at, e.data, e.hang_up)
         self._last_at = at
-        self._pending.append(Emission(at, e.data, e.hang_up))
+        self._pending.append(e)
 
     def write(self, data: bytes) -> None:
         self._check()
@@ -546,6 +562,10 @@ class _Link:
             self._release()
             if not self._ready:
                 self._check()
+        if size >= len(self._ready):  # the usual read: everything that is there
+            data = bytes(self._ready)
+            self._ready.clear()
+            return data
         data = bytes(self._ready[:size])
         del self._ready[:size]
         return data

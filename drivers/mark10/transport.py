@@ -137,14 +137,18 @@ class PySerialTransport:
     def read_line(self, timeout_s: float) -> bytes:
         buf = self._rest
         deadline = self._now() + timeout_s
+        remaining = timeout_s  # the whole timeout, the first time round
         port = self._port
         while True:
             end = buf.find(CRLF)
             if end >= 0:
+                if end + 2 == len(buf):  # the usual case: the line and nothing after it
+                    line = bytes(buf)
+                    buf.clear()
+                    return line
                 line = bytes(buf[: end + 2])
                 del buf[: end + 2]
                 return line
-            remaining = deadline - self._now()
             if remaining <= 0:
                 break
             try:
@@ -156,6 +160,7 @@ class PySerialTransport:
             if not chunk:
                 break
             buf += chunk
+            remaining = deadline - self._now()
         partial = bytes(buf)
         buf.clear()
         raise ReplyTimeout(f"no complete reply from Mark-10 at {self.address} within "

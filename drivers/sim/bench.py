@@ -160,7 +160,10 @@ class SimulatedBench:
         return slot
 
     def apply_due_faults(self) -> None:
-        """Apply cell-level faults (shorts, pressure losses) whose time has come."""
+        """Apply cell-level faults (shorts, pressure losses) whose time has come. (Called at
+        the start of every simulated DLL call, two a poll: with no faults planned, at once.)"""
+        if not self.faults.faults:
+            return
         for f in self.faults.cell_faults_due(self.clock.now()):
             for slot in self.slots:
                 if f.instrument not in (None, slot.name, slot.frame, slot.sp300):

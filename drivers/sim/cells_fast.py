@@ -233,10 +233,15 @@ class SimulatedCell(PerStepCell):
 
     # ------------------------------------------------------------------ CellModel API
     def step(self, current_A: float, dt_s: float) -> float:
-        """Advance by dt at a constant applied current; return the voltage at the end (V)."""
+        """Advance by dt at a constant applied current; return the voltage at the end (V).
+
+        One step is what `run_constant_current(current_A, dt_s, 1)` does (a single step never
+        makes a closed-form chunk): `_slow_step`, called here without the list and the array
+        around it (a 1 s poll integrates one step); a rest takes `_rest_step`."""
+        j = current_A * 1e3 / self.area_cm2
         if current_A == 0.0 and self._rest_eligible():
-            return self._rest_step(current_A * 1e3 / self.area_cm2, dt_s)
-        return super().step(current_A, dt_s)
+            return self._rest_step(j, dt_s)
+        return self._slow_step(j, dt_s)
 
     def _rest_eligible(self) -> bool:
         """Whether `_rest_step` is `_slow_step` at I = 0: no electronic path can act (a
@@ -270,14 +275,6 @@ class SimulatedCell(PerStepCell):
             self._rest_ocv = (E1 - E2) + 0.0  # the + 0·R_ohm + η1 + η2 of _v_ion_scalar
             self._rest_ocv_key = key
         return self._rest_ocv + self._noise_scalar()
-
-    def _noise_scalar(self) -> float:
-        """`float(self._noise(1)[0])` (the same stream position) without slicing an array."""
-        pos = self._noise_pos
-        if self.params.noise_V > 0.0 and pos < self._noise_buf.size:
-            self._noise_pos = pos + 1
-            return float(self._noise_buf[pos])
-        return float(self._noise(1)[0])
 
     def run_constant_current(
         self,

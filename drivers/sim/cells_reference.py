@@ -182,10 +182,11 @@ class _Electrode:
     tau_close: float
     utilisation: float
     overrides: dict[str, float | None] = field(default_factory=dict)
+    #: an attribute, not a property: the per-step physics asks it a few times a step
+    is_nak: bool = field(init=False)
 
-    @property
-    def is_nak(self) -> bool:
-        return self.material == "NaK"
+    def __post_init__(self) -> None:
+        self.is_nak = self.material == "NaK"
 
 
 def _zarc(omega: np.ndarray, R: float, tau: float, n: float) -> np.ndarray:
@@ -236,6 +237,8 @@ class PerStepCell:
         self._rng_events = np.random.default_rng(seeds[1])
         self._noise_buf: np.ndarray = np.empty(0)
         self._noise_pos: int = 0
+        #: the Na-metal electrodes (their creep and the Na moved set the stack's thickness)
+        self._metal: tuple[int, ...] = tuple(i for i in (0, 1) if not self._el[i].is_nak)
         self._refresh()
 
     # ------------------------------------------------------------------ parameters
@@ -264,37 +267,45 @@ class PerStepCell:
         return _Electrode("NaK", k_wt_pct / 100.0, u * mass * 1e-3 / p.area_cm2, R0, jc, tau, u, ov)
 
     def _refresh(self) -> None:
-        """Recompute everything that depends on pressure or temperature (cheap; called rarely)."""
+        """Recompute everything that depends on pressure or temperature.
+
+        A simulated frame tells the cell its pressure at every gauge reading (once a second,
+        and it drifts as the cell thins), so what depends on the temperature alone (the
+        Arrhenius factors and resistances, RT/F, the liquid window) is recomputed only when
+        the temperature changed: the same expressions on the same inputs, the same values."""
         p = self.params
-        T = self.temperature_C + 273.15
-        T_ref = p.T_ref_C + 273.15
+        na_defaults = None  # the same for both electrodes of a Na | Na cell
         for e in self._el:
             if e.material == "Na":
-                R0, jc, tau = na_metal_defaults(self.pressure_MPa)
+                if na_defaults is None:
+                    na_defaults = na_metal_defaults(self.pressure_MPa)
+                R0, jc, tau = na_defaults
                 e.R_int0 = e.overrides["R_int0"] if e.overrides["R_int0"] is not None else R0
                 e.j_c_ref = e.overrides["j_c"] if e.overrides["j_c"] is not None else jc
                 e.tau_close = (
                     e.overrides["tau_close"] if e.overrides["tau_close"] is not None else tau
                 )
-        # Arrhenius: ionic transport in the pellet (Ea ≈ 0.35 eV) and the critical current
-        # (Ea ≈ 0.14 eV, Lowack 2026). The interface R_int0 is kept T-independent: it was
-        # calibrated at 25 °C only and the paper gives no temperature series to fit it to.
-        self._f_electrolyte = math.exp(
-            p.Ea_electrolyte_eV / K_BOLTZMANN_EV * (1.0 / T - 1.0 / T_ref)
-        )
-        f_jc = math.exp(-p.Ea_jc_eV / K_BOLTZMANN_EV * (1.0 / T - 1.0 / T_ref))
-        self._jc = [e.j_c_ref * f_jc for e in self._el]
-        self.R_bulk = p.R_bulk * self._f_electrolyte
-        self.R_GB = p.R_GB * self._f_electrolyte
-        self.R_SnO2 = p.R_SnO2 * self._f_electrolyte
-        self.R_ohm = self.R_bulk + self.R_GB + (2.0 * self.R_SnO2 if self.coated else 0.0)
-        self._RT_F = pdg.GAS_CONSTANT * T / pdg.FARADAY
-        self._RT_L = pdg.GAS_CONSTANT * (self.temperature_C + 273.15)  # as ln_activity_na has it
-        self._j0 = [1e3 * self._RT_F / e.R_int0 for e in self._el]  # mA/cm²
-        if getattr(self, "_window_T", None) != self.temperature_C:  # frames re-send P often
+        if getattr(self, "_refreshed_T", None) != self.temperature_C:
+            T = self.temperature_C + 273.15
+            T_ref = p.T_ref_C + 273.15
+            # Arrhenius: ionic transport in the pellet (Ea ≈ 0.35 eV) and the critical current
+            # (Ea ≈ 0.14 eV, Lowack 2026). The interface R_int0 is kept T-independent: it was
+            # calibrated at 25 °C only and the paper gives no temperature series to fit it to.
+            self._f_electrolyte = math.exp(
+                p.Ea_electrolyte_eV / K_BOLTZMANN_EV * (1.0 / T - 1.0 / T_ref)
+            )
+            self._f_jc = math.exp(-p.Ea_jc_eV / K_BOLTZMANN_EV * (1.0 / T - 1.0 / T_ref))
+            self.R_bulk = p.R_bulk * self._f_electrolyte
+            self.R_GB = p.R_GB * self._f_electrolyte
+            self.R_SnO2 = p.R_SnO2 * self._f_electrolyte
+            self.R_ohm = self.R_bulk + self.R_GB + (2.0 * self.R_SnO2 if self.coated else 0.0)
+            self._RT_F = pdg.GAS_CONSTANT * T / pdg.FARADAY
+            self._RT_L = pdg.GAS_CONSTANT * (self.temperature_C + 273.15)  # as ln_activity_na
             self._w_max = pdg.w_max(self.temperature_C)
             self._w_min = pdg.w_min(self.temperature_C)
-            self._window_T = self.temperature_C
+            self._refreshed_T = self.temperature_C
+        self._jc = [e.j_c_ref * self._f_jc for e in self._el]
+        self._j0 = [1e3 * self._RT_F / e.R_int0 for e in self._el]  # mA/cm²
 
     def thinning_um(self) -> float:
         """How much thinner the stack is than at assembly (µm; negative = thicker).
@@ -308,9 +319,12 @@ class PerStepCell:
         target = p.creep_um_per_MPa * self.pressure_MPa
         if dt > 0 and self._creep_um < target:
             self._creep_um = target + (self._creep_um - target) * math.exp(-dt / p.tau_creep_s)
-        metal = [i for i in (0, 1) if not self._el[i].is_nak]
-        # q[i] > 0: Na stripped from electrode i (thinner); < 0: plated onto it (thicker)
-        transfer = sum(NA_UM_PER_MAH_CM2 * self.q[i] for i in metal)
+        metal = self._metal
+        # q[i] > 0: Na stripped from electrode i (thinner); < 0: plated onto it (thicker);
+        # summed from 0.0 in order, as the builtin sum() of the floats did
+        transfer = 0.0
+        for i in metal:
+            transfer += NA_UM_PER_MAH_CM2 * self.q[i]
         return len(metal) * self._creep_um + transfer
 
     def set_pressure(self, pressure_MPa: float) -> None:
@@ -491,6 +505,14 @@ class PerStepCell:
         self._noise_pos += n
         return out
 
+    def _noise_scalar(self) -> float:
+        """`float(self._noise(1)[0])` (the same stream position) without slicing an array."""
+        pos = self._noise_pos
+        if self.params.noise_V > 0.0 and pos < self._noise_buf.size:
+            self._noise_pos = pos + 1
+            return float(self._noise_buf[pos])
+        return float(self._noise(1)[0])
+
     def _slow_step(self, j: float, dt: float) -> float:
         """One per-step Euler update at applied areal current j; returns the noisy voltage."""
         R_e = self._electronic_path(dt)
@@ -505,7 +527,7 @@ class PerStepCell:
             j_ion = self._split_current(j, R_e)
             self._last_j = j_ion
             V = (j - j_ion) * R_e * 1e-3
-        return V + float(self._noise(1)[0])
+        return V + self._noise_scalar()
 
     # ------------------------------------------------------------------ CellModel API
     def step(self, current_A: float, dt_s: float) -> float:

@@ -9,10 +9,11 @@ only checked against the simulator written beside it.
 from __future__ import annotations
 
 import os
+import random
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -30,7 +31,9 @@ from labctl_drivers.mark10 import (
     capacity_from_model,
     is_visa_resource,
     parse_reading,
+    sim_gauge,
 )
+from labctl_drivers.mark10.gauge import parse_text_reply
 from labctl_drivers.mark10.sim_gauge import SimulatedMark10
 from labctl_drivers.sim.faults import Fault, FaultPlan
 
@@ -94,6 +97,56 @@ def test_parse_rejects_what_is_not_a_reading() -> None:
         assert isinstance(ei.value, errors.InstrumentRefused)
     with pytest.raises(UnitNotShown):
         _ = parse_reading(b"392.7\r\n").newtons  # numeric-only data format
+
+
+def _outcome(parse: Callable[[bytes], object], line: bytes) -> object:
+    try:
+        return parse(line)
+    except errors.InstrumentError as exc:
+        return (type(exc), str(exc))
+
+
+def test_parsing_bytes_agrees_with_the_text_reference() -> None:
+    """`parse_reading` matches a well-formed reply on its bytes; the decoded-text parse
+    (`parse_text_reply`) is the reference: the same Reading or the same error for every line,
+    whitespace, signs, units known and unknown, error codes, noise and non-ASCII bytes."""
+    rnd = random.Random(7)
+    pieces = ["", " ", "  ", "\t", "\x0b", "\x0c", "\r", "\n", "\x1c", "\x85", "+", "-", ".",
+              "0", "7", "39", "392.7", ".5", "5.", "1e3", "nan", "inf", "*10", "*22", "N", "n",
+              "kN", "lbF", "LB", "ozf", "g", "furlongs", "M5-200", "\xfe", "#", "\x01", "\u00e9"]
+    lines = [b"392.7 N\r\n", b"-0.0 N\r\n", b" 12 \r\n", b"*10\r\n", b"\r\n", b"\xfe N\r\n"]
+    for _ in range(4000):
+        text = "".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 5)))
+        lines.append(text.encode("latin-1") + b"\r\n")
+    for line in lines:
+        assert _outcome(parse_reading, line) == _outcome(parse_text_reply, line), line
+
+
+def test_replies_print_as_the_format_spec_does() -> None:
+    """The simulated gauge prints with printf templates (`bytes % value`); a reply must be the
+    bytes of the format spec ``f"{value:.{decimals}f} {unit}"``."""
+    rnd = random.Random(3)
+    sim = SimulatedMark10(0.0, transport="inprocess", name="fmt")
+    values = [0.0, -0.0, 0.05, -0.05, 0.15, 1e-9, 123456.789, -2.5, 1e16, 0.45, 2.675]
+    values += [rnd.uniform(-5000.0, 5000.0) for _ in range(2000)]
+    for unit, (spelling, per_unit, decimals) in sim_gauge._UNITS.items():
+        sim.unit = unit
+        for f in values:
+            shown = round(f / per_unit, decimals) + 0.0
+            assert sim._fmt(f) == f"{shown:.{decimals}f} {spelling}\r\n".encode("ascii")
+
+
+def test_commands_after_a_dropped_line_stay_unread() -> None:
+    """Several commands in one write: each is answered in order; when the line drops on one of
+    them, the commands after it were never taken in."""
+    sim = SimulatedMark10(FORCE, transport="inprocess", name="several")
+    out = sim.receive(b"RM\r?C\rRS\r?", 1.0)
+    assert [e.data for e in out] == [b"M5-200\r\n", b"392.7 N\r\n", b"SIM0001\r\n"]
+    assert sim.received == ["RM", "?C", "RS"] and sim._rx == b"?"
+    sim.inject("disconnect")
+    out = sim.receive(b"C\rRV\rRN\r?", 2.0)
+    assert [e.hang_up for e in out] == [True] and sim.received[-1] == "?C"
+    assert sim._rx == b"RV\rRN\r?"
 
 
 def test_error_classes_are_the_shared_hierarchy() -> None:

@@ -11,7 +11,14 @@ import struct
 import numpy as np
 import pytest
 
-from labctl_drivers.biologic.decode import decode, decode_series, decode_spectrum
+from labctl_drivers.biologic import decode as decode_module
+from labctl_drivers.biologic.decode import (
+    SMALL_ROWS,
+    decode,
+    decode_series,
+    decode_series_vectorised,
+    decode_spectrum,
+)
 from labctl_drivers.biologic.eclib import DataInfo
 from labctl_drivers.errors import GarbledReply
 
@@ -158,3 +165,67 @@ def test_consecutive_buffers_decode_together() -> None:
     assert np.array_equal(one.t_s, np.concatenate([sa.t_s, sb.t_s]))
     assert np.array_equal(one.E_V, np.concatenate([sa.E_V, sb.E_V]))
     assert np.array_equal(one.I_A, np.concatenate([sa.I_A, sb.I_A]))
+
+
+#: Single bit patterns that a cast could treat specially: ±0, ±inf, quiet and signalling NaNs
+#: (with payloads), the smallest subnormal, the largest finite single.
+SPECIAL_SINGLES = [0, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0x7FC12345, 0x7F800001,
+                   0xFFA00001, 0x00000001, 0x7F7FFFFF, 0x80800000]
+TIME_SERIES = sorted(key for key, dt in decode_module._ROWS.items() if "t_high" in dt.names)
+
+
+def _bits(a: np.ndarray) -> bytes:
+    return np.ascontiguousarray(a).tobytes()
+
+
+@pytest.mark.parametrize("layout", TIME_SERIES, ids=[f"{t}-{p}" for t, p in TIME_SERIES])
+def test_small_batches_decode_as_the_vectorised_reference(layout: tuple[int, int]) -> None:
+    """Up to SMALL_ROWS rows `decode_series` takes its struct path; the vectorised decoder is
+    the reference, and both must agree bit for bit (NaN payloads included) on random words,
+    on special single bit patterns, on tick counts beyond 2**53 and on every StartTime."""
+    tech, process = layout
+    dtype = decode_module._ROWS[layout]
+    cols = dtype.itemsize // 4
+    singles = [k for k, name in enumerate(dtype.names) if dtype.fields[name][0].kind == "f"]
+    rng = np.random.default_rng(tech)
+    taken: list[int] = []
+    real = decode_module._decode_series_small
+
+    def small(*args):  # type: ignore[no-untyped-def]
+        taken.append(args[2])
+        return real(*args)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(decode_module, "_decode_series_small", small)
+        for trial in range(60):
+            n = 1 + trial % SMALL_ROWS
+            w = rng.integers(0, 2**32, size=(n, cols), dtype=np.uint64).astype(np.uint32)
+            if trial % 3 == 0:  # realistic ticks (below 2**53) and singles
+                w[:, 0] = rng.integers(0, 2**20, size=n)
+                for k in singles:
+                    w[:, k] = np.float32(rng.normal(0.0, 2.0, size=n)).view(np.uint32)
+            if trial % 3 == 1:
+                for k in singles:
+                    w[:, k] = rng.choice(SPECIAL_SINGLES, size=n)
+            start = [0.0, math.nan, 12.5, -0.0, 1e9 + 0.1, 3.7e-5][trial % 6]
+            tb = [20e-6, 34e-6, float(np.float32(24e-6)), 1.0, 45e-6][trial % 5]
+            inf = DataInfo(0, n, cols, 2, tech, process, 1, start)
+            got = decode_series(w.reshape(-1), inf, tb)
+            with np.errstate(invalid="ignore"):  # numpy flags its cast of a signalling NaN
+                want = decode_series_vectorised(decode_module._rows(w.reshape(-1), inf), inf,
+                                                tb)
+            for a, b in ((got.t_s, want.t_s), (got.E_V, want.E_V), (got.I_A, want.I_A)):
+                assert a.dtype == b.dtype == np.float64 and a.shape == b.shape == (n,)
+                assert _bits(a) == _bits(b)
+            assert (got.cycle is None) == (want.cycle is None)
+            if got.cycle is not None:
+                assert np.array_equal(got.cycle, want.cycle) and got.cycle.dtype == np.uint32
+    assert taken == [1 + t % SMALL_ROWS for t in range(60)]  # the struct path did the work
+
+
+def test_more_rows_than_a_small_batch_take_the_vectorised_decoder() -> None:
+    rows = [[*ticks(10 * k), sgl(1.0), sgl(2e-3), 0] for k in range(SMALL_ROWS + 1)]
+    got = decode_series(words(rows), info(155, SMALL_ROWS + 1, 5), 34e-6)
+    want = decode_series_vectorised(decode_module._rows(words(rows), info(155, SMALL_ROWS + 1, 5)),
+                                    info(155, SMALL_ROWS + 1, 5), 34e-6)
+    assert _bits(got.t_s) == _bits(want.t_s) and len(got) == SMALL_ROWS + 1

@@ -14,6 +14,7 @@ import pytest
 
 from labctl_chemistry import phase_diagram as pdg
 from labctl_drivers.sim.cells import (
+    NA_UM_PER_MAH_CM2,
     CellParameters,
     CellState,
     NaKHalfCell,
@@ -378,3 +379,63 @@ def test_fast_path_speed() -> None:
     elapsed = time.perf_counter() - t0
     assert n == 57_600
     assert elapsed / n < 2e-6
+
+
+_DERIVED = ("R_bulk", "R_GB", "R_SnO2", "R_ohm", "_RT_F", "_RT_L", "_jc", "_j0", "_w_max",
+            "_w_min", "_f_electrolyte")
+
+
+def _derived(cell: PerStepCell) -> tuple[object, ...]:
+    electrodes = tuple((e.R_int0, e.j_c_ref, e.tau_close) for e in cell._el)
+    return (*(getattr(cell, a) for a in _DERIVED), electrodes)
+
+
+@pytest.mark.parametrize("cell_args", [("Na", None, "Na"), ("NaK", 65.0, "Na"),
+                                       ("NaK", 50.0, "NaK")])
+def test_pressure_and_temperature_updates_equal_a_fresh_cell(
+    cell_args: tuple[str, float | None, str],
+) -> None:
+    """A frame re-sends the pressure at every reading, and the refresh keeps what depends on
+    the temperature alone until the temperature changes: a cell moved to (P, T) must hold
+    exactly the parameters of a cell built at (P, T)."""
+    anode, k, counter = cell_args
+    cell = make_cell(anode, k, None, counter, None, AREA, 25.0, 10.0, 0)
+    for p, t in [(9.97, 25.0), (9.97, 25.0), (3.0, 25.0), (3.0, 40.0), (10.0, 40.0),
+                 (10.0, 25.0)]:
+        cell.set_pressure(p)
+        cell.set_temperature(t)
+        fresh = make_cell(anode, k, None, counter, None, AREA, t, p, 0)
+        assert _derived(cell) == _derived(fresh)
+
+
+@pytest.mark.parametrize("cell_args", [("Na", None, "Na", 10.0), ("Na", None, "Na", 1.0),
+                                       ("NaK", 80.0, "Na", 10.0), ("NaK", 50.0, "NaK", 10.0)])
+def test_one_step_is_run_constant_current_of_one(
+    cell_args: tuple[str, float | None, str, float],
+) -> None:
+    """`SimulatedCell.step` (what the simulated SP-300 calls for a 1 s record) is
+    `run_constant_current(i, dt, 1)[0]` to the bit, through voids, filaments, micro-shorts,
+    rests, pressure changes and a hard short, noise included; and the stack thins as the sum
+    of its Na-metal electrodes' creep and transfer."""
+    anode, k, counter, pressure = cell_args
+
+    def run(one_step: bool) -> tuple[list[float], CellState]:
+        cell = make_cell(anode, k, None, counter, None, AREA, 25.0, pressure, 4)
+        out: list[float] = []
+        for n in range(3000):
+            i = 0.0 if n % 500 > 450 else (-1) ** (n // 60) * _amps(0.2 + 1e-3 * n)
+            if n == 2500:
+                cell.inject_short()
+            if n % 7 == 0:
+                cell.set_pressure(pressure * (1.0 - 1e-5 * cell.thinning_um()))
+            v = (cell.step(i, 1.0) if one_step
+                 else float(cell.run_constant_current(i, 1.0, 1, -1.5, 1.5)[0]))
+            thinning = cell.thinning_um()  # integrates the creep up to now
+            metal = [j for j in (0, 1) if not cell._el[j].is_nak]
+            out += [v, thinning - (len(metal) * cell._creep_um
+                                   + sum(NA_UM_PER_MAH_CM2 * cell.q[j] for j in metal))]
+        return out, cell.state
+
+    got, want = run(True), run(False)
+    assert got[0] == want[0] and got[1] == want[1]
+    assert all(d == 0.0 for d in got[0][1::2])
