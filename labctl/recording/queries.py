@@ -133,7 +133,9 @@ def _columns(engine: Engine, table: str, cols: tuple[str, ...], where: str,
     sql = (f"SELECT {select_cols} FROM {table} "
            f"WHERE {where} IN ({', '.join([mark] * len(ids))}) ORDER BY id")
     with engine.connect() as conn:
-        rows = conn.exec_driver_sql(sql, tuple(int(x) for x in ids)).fetchall()
+        # the DBAPI cursor's plain tuples: numpy probing SQLAlchemy Row objects for the array
+        # protocol raised and caught an exception per row (372k per CCD run's analysis)
+        rows = conn.exec_driver_sql(sql, tuple(int(x) for x in ids)).cursor.fetchall()
     if not rows:
         return {c: np.empty(0) for c in cols}
     arr = np.array(rows, dtype=float)

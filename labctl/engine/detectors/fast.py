@@ -29,6 +29,10 @@ def _earliest(fires: np.ndarray, L: int) -> int:
     return int(np.argmax(fires)) if fires.any() else L
 
 
+#: Polls with at most this many samples go straight to the per-sample reference rule.
+SMALL_POLL_SAMPLES = 8
+
+
 @dataclass
 class _Resistance:
     """The resistance each sample of a poll is checked with.
@@ -101,6 +105,10 @@ class FailureDetector(ReferenceDetector):
         # (moving averages, previous sample), the rest of the segment takes the per-sample path
         if not self._nonfinite and not np.isfinite(v).all():
             self._nonfinite = True
+        if len(v) <= SMALL_POLL_SAMPLES:
+            # a 1 s poll brings one sample: the per-sample reference rule is cheaper than the
+            # numpy set-up, and is what the batch path is checked against anyway
+            return self._feed_samples(v.tolist(), I)
         k = 0 if self._nonfinite else self._vector_prefix(v, I)
         return self._feed_samples(v[k:].tolist(), I) if k < len(v) else None
 
