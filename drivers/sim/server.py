@@ -77,8 +77,7 @@ class BenchServer:
             args = decode(msg.get("args", []))
             if not isinstance(args, list):
                 raise WireError("args must be a list")
-            with self._lock:
-                self.bench.apply_due_faults()
+            with self._lock:  # due cell faults are applied by each simulated EClib's own hook
                 result = self._resolve(target, call)(*args)
             return {"id": msg_id, "ok": encode(result)}
         except EClibError as exc:

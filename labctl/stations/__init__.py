@@ -12,7 +12,7 @@ from labctl.stations.connect import (
     StationError,
     open_station,
 )
-from labctl.stations.schema import StationSpec, load_station, looks_like_station, parse_station_text
+from labctl.stations.schema import StationSpec, load_station, parse_station_text
 
 BUILTIN_SIM = "sim.yaml"
 
@@ -31,7 +31,6 @@ __all__ = [
     "StationSpec",
     "builtin_sim_station",
     "load_station",
-    "looks_like_station",
     "open_station",
     "parse_station_text",
 ]

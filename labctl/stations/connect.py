@@ -55,7 +55,6 @@ class InstrumentRecord:
     model: str
     address: str
     simulated: bool
-    serial_number: str | None = None
 
     def as_row(self) -> dict[str, object]:
         return {"name": self.name, "kind": "potentiostat", "model": self.model,
@@ -238,7 +237,7 @@ def open_station(
                 cell=cell, channel=pot.channel(ch.channel), channel_index=ch.channel,
                 frame=station.frames.get(ch.frame) if ch.frame else None,
                 potentiostat=InstrumentRecord(ch.potentiostat, ident.model, ident.address,
-                                              ident.simulated, ident.serial_number),
+                                              ident.simulated),
             ))
     except InstrumentError as exc:
         station.close()

@@ -28,7 +28,6 @@ from __future__ import annotations
 import enum
 import re
 from pathlib import Path
-from typing import Any
 
 from pydantic import (
     BaseModel,
@@ -219,12 +218,6 @@ def reference_problems(spec: StationSpec) -> list[tuple[tuple[str | int, ...], s
         problems.append((("clock", "kind"),
                          "a virtual clock needs every potentiostat simulated in-process"))
     return problems
-
-
-def looks_like_station(data: Any) -> bool:
-    """A YAML mapping with potentiostats and channels and no steps is a station file."""
-    return isinstance(data, dict) and "channels" in data and "steps" not in data and (
-        "potentiostats" in data)
 
 
 _STATION_KEYS = re.compile(r"^(potentiostats|channels)\s*:", re.M)
