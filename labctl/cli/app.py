@@ -1,0 +1,61 @@
+"""The typer application, its sub-command groups, consoles, shared options and error kinds.
+
+Command modules (one per group of commands) register on `app`; `labctl.cli.main` turns the
+error kinds below into one line and an exit status.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="labctl",
+    help="Instrument control, protocols and SQL recording for solid-state battery labs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+db_app = typer.Typer(help="Database management.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+station_app = typer.Typer(help="Stations: the instruments runs use.", no_args_is_help=True)
+app.add_typer(station_app, name="station")
+sim_app = typer.Typer(help="The simulated bench.", no_args_is_help=True)
+app.add_typer(sim_app, name="sim")
+
+# When piped, rich would wrap tables at 80 columns; give them room instead.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 400)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Database URL (default: LABCTL_DB, else the embedded SQLite file)."),
+]
+# options shared by the commands that start runs (run, campaign)
+SimOption = Annotated[bool, typer.Option("--sim", help="Run on the simulated bench.")]
+StationOption = Annotated[Path | None, typer.Option(
+    "--station", help="Station file naming the instruments (see labctl.stations.schema).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+OperatorOption = Annotated[str | None, typer.Option(help="Who is running this.")]
+SeedOption = Annotated[int, typer.Option(help="Random seed of the simulated bench.")]
+NotifyOption = Annotated[list[str] | None, typer.Option(
+    "--notify", help="apprise URL to tell when a run ends or trips (repeatable), e.g. "
+                     "mailto://..., slack://..., json://host/path.")]
+
+
+class UserError(Exception):
+    """Wrong input: reported as one line, exit status 2."""
+
+
+class Failure(Exception):
+    """Could not be done (database unreachable, instrument missing): one line, exit status 1."""
+
+
+def _json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, default=str) + "\n")

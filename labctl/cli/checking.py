@@ -1,0 +1,121 @@
+"""Commands that check without running anything: `validate`, `station check`, `plan`, `schema`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from labctl.cli.app import SimOption, UserError, _json, app, err, out, station_app
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Protocol or station files.")],
+    cell: Annotated[Path | None, typer.Option("--cell", help="Also resolve against this cell.")]
+    = None,
+) -> None:
+    """Check protocols and station files; print FILE:LINE:COL: message for every problem."""
+    from labctl.protocol import validate_files
+    from labctl.protocol.errors import ProtocolError
+    from labctl.stations import load_station
+    from labctl.stations.schema import is_station_file
+
+    stations = [f for f in files if is_station_file(f)]
+    errors = validate_files([f for f in files if f not in stations], cell_path=cell)
+    for f in stations:
+        try:
+            load_station(f)
+        except ProtocolError as exc:
+            errors.extend(exc.errors)
+    for e in errors:
+        err.print(str(e), markup=False, soft_wrap=True)
+    if errors:
+        raise typer.Exit(2)
+    n_p = len(files) - len(stations)
+    parts = [f"{n_p} protocol file(s)" if n_p else "", f"{len(stations)} station file(s)"
+             if stations else ""]
+    out.print(" and ".join(p for p in parts if p) + " valid")
+
+
+@station_app.command("check")
+def station_check(
+    file: Annotated[Path | None, typer.Argument(help="Station file.")] = None,
+    sim: SimOption = False,
+) -> None:
+    """Connect to every instrument of a station and report identity, channels and gauges.
+
+    Changes nothing: no channel is started or stopped, no current is applied.
+    """
+    from labctl.stations import builtin_sim_station, load_station
+    from labctl.stations.check import check_station
+
+    if sim == (file is not None):
+        raise UserError("say which station: a station FILE, or --sim for the built-in "
+                        "simulated station (not both)")
+    if file is not None and not file.is_file():
+        raise UserError(f"{file}: no such file")
+    spec = builtin_sim_station() if sim else load_station(file)  # type: ignore[arg-type]
+    for line in check_station(spec).lines():
+        out.print(line, markup=False, soft_wrap=True)
+
+
+@app.command()
+def plan(
+    protocol: Annotated[Path, typer.Argument(help="Protocol YAML file.")],
+    cell: Annotated[Path, typer.Option("--cell", help="Cell description YAML.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The expanded steps with absolute values, estimated duration and charge, and bounds."""
+    from labctl.engine.timing import INSTRUMENT_TIMING
+    from labctl.protocol import load_and_resolve, plan_total
+    from labctl.protocol import plan as make_plan
+
+    resolved, _, _ = load_and_resolve(protocol, cell)
+    rows = make_plan(resolved, INSTRUMENT_TIMING)
+    total = plan_total(rows)
+    if as_json:
+        _json({"steps": [r.__dict__ for r in rows], "total": total.__dict__})
+        return
+    table = Table("#", "kind", "name", "parameters", "est. time", "est. charge", "ends on")
+    for r in rows:
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in r.params.items() if v is not None)
+        table.add_row(str(r.index), r.kind, r.name, params, _duration(r.est_duration_s),
+                      _fmt(getattr(r, "est_charge_mAh", None), " mAh"), r.bound)
+    out.print(table)
+    out.print(f"total: {_duration(total.duration_s)}"
+              + (f" (+{total.open_ended} open-ended step(s))" if total.open_ended else ""))
+
+
+def _fmt(v: Any, unit: str = "") -> str:
+    if v is None:
+        return ""
+    return f"{v:.4g}{unit}" if isinstance(v, float) else f"{v}{unit}"
+
+
+def _duration(s: float | None) -> str:
+    if s is None:
+        return "?"
+    h, rem = divmod(round(s), 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h{m:02d}m{sec:02d}s" if h else f"{m}m{sec:02d}s"
+
+
+@app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file.")]
+    = None,
+) -> None:
+    """Write the protocol JSON Schema (for editor completion and checking)."""
+    from labctl.protocol import json_schema
+
+    text = json.dumps(json_schema(), indent=2)
+    if output is None:
+        sys.stdout.write(text + "\n")
+    else:
+        output.write_text(text + "\n")
+        out.print(f"wrote {output}")
