@@ -206,3 +206,43 @@ class Result(Base):
     analysis: Mapped[str] = mapped_column(String(100))
     analysis_version: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# ---- ownership (leases) ------------------------------------------------------------------------
+# Times here are seconds since the epoch on the DATABASE's clock (`labctl.recording.leases`), never
+# on a client's: a host whose clock runs fast or a process stopped for minutes cannot make a lease
+# look older or younger than it is. `pid_started_s` is the holder's process start time as its own
+# host reports it: with `host` and `pid` it names one process (a reused pid is another process).
+
+
+class RunLease(Base):
+    """Which process holds a run: it writes the run and renews this lease while it runs it."""
+
+    __tablename__ = "run_lease"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    pid_started_s: Mapped[float] = mapped_column(Float)
+    acquired_db_s: Mapped[float] = mapped_column(Float)
+    renewed_db_s: Mapped[float] = mapped_column(Float)
+    expires_db_s: Mapped[float] = mapped_column(Float)
+    released_db_s: Mapped[float | None] = mapped_column(Float)  # set when the run ended
+
+
+class ChannelLease(Base):
+    """A channel in use: one row per (station, instrument, channel) while a labctl holds it."""
+
+    __tablename__ = "channel_lease"
+
+    station: Mapped[str] = mapped_column(String(200), primary_key=True)
+    instrument: Mapped[str] = mapped_column(String(200), primary_key=True)
+    channel: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    pid_started_s: Mapped[float] = mapped_column(Float)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("run.id", ondelete="SET NULL"))
+    acquired_db_s: Mapped[float] = mapped_column(Float)
+    renewed_db_s: Mapped[float] = mapped_column(Float)
+    expires_db_s: Mapped[float] = mapped_column(Float)

@@ -16,7 +16,7 @@ from labctl.recording.database import (
 from labctl.recording.models import Base
 
 TABLES = {"instrument", "cell", "protocol", "run", "step", "point", "eis_point", "event",
-          "result", "alembic_version"}
+          "result", "alembic_version", "run_lease", "channel_lease"}
 
 
 def test_upgrade_creates_every_table(db_url: str) -> None:
