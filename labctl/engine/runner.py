@@ -89,11 +89,12 @@ def channel_runner(ctx: ChannelContext, protocol: ResolvedProtocol) -> Wake:
         status, reason, cause = RunStatus.FAILED, f"instrument fault: {exc}", EndCause.FAULT
         ctx.safe_state(reason)
         ctx.bus.publish(FaultOccurred(ctx.run_id, ctx.run_time(), None, reason))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # Ctrl-C landed while this runner was executing (polling, publishing), not while the
         # scheduler slept: the load has made the channel safe; the open steps must be closed
         # as aborted, not as failed with the "all steps done" default reason
-        status, reason, cause = RunStatus.ABORTED, "interrupted (Ctrl-C)", EndCause.ABORTED
+        status, reason = RunStatus.ABORTED, str(exc) or "interrupted (Ctrl-C)"
+        cause = EndCause.ABORTED
         raise
     except Exception as exc:
         status, reason = RunStatus.FAILED, f"engine error: {exc!r}"
@@ -173,12 +174,12 @@ def run_protocol(
     sched = Scheduler(contexts[0].clock, housekeeping_interval_s=housekeeping_interval_s)
     jobs = [sched.add(ctx.run_id, _tracked(ctx, protocol)) for ctx, protocol in work]
     sched.housekeeping = _housekeeping(contexts, jobs, sched, controls)
-    interrupted = False
+    interrupted: KeyboardInterrupt | None = None  # Ctrl-C, or a stop signal (its reason)
     fatal: Exception | None = None
     try:
         sched.run()
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as exc:
+        interrupted = exc
     except Exception as exc:  # every runner was aborted (its channel made safe) on the way
         fatal = exc
     outcomes = []
@@ -186,8 +187,8 @@ def run_protocol(
         out = job.result
         if not isinstance(out, RunOutcome):
             fatal = fatal or (job.error if isinstance(job.error, EngineFailure) else None)
-            if interrupted:
-                status, reason = RunStatus.ABORTED, "interrupted (Ctrl-C)"
+            if interrupted is not None:
+                status, reason = RunStatus.ABORTED, str(interrupted) or "interrupted (Ctrl-C)"
             elif isinstance(job.error, EngineFailure):
                 status, reason = RunStatus.FAILED, str(job.error)
             else:
@@ -199,8 +200,8 @@ def run_protocol(
             except EngineFailure as exc:
                 fatal = fatal or exc
         outcomes.append(out)
-    if interrupted:
-        raise KeyboardInterrupt
+    if interrupted is not None:
+        raise interrupted
     if fatal is not None:
         raise RunFailure(f"{fatal}; every channel was switched off") from fatal
     return outcomes

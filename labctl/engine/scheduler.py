@@ -103,8 +103,8 @@ class Scheduler:
                     raise self.fatal
                 if nxt is not None:
                     heapq.heappush(heap, (nxt, seq, job))
-        except KeyboardInterrupt:
-            self.abort_all("interrupted (Ctrl-C)")
+        except KeyboardInterrupt as exc:  # Ctrl-C, or a stop signal raised at a safe point
+            self.abort_all(str(exc) or "interrupted (Ctrl-C)")
             raise
         except Exception as exc:  # housekeeping or a critical sink failed: stop every cell
             self.abort_all(f"engine stopped: {exc}")
