@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from labctl.protocol.bounded import read_bounded
 from labctl.protocol.cell import CellSpec
 from labctl.protocol.errors import LocatedError, PathElem, ProtocolError, did_you_mean
 from labctl.protocol.schema import (
@@ -147,16 +148,9 @@ def _cell_model(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 
 def read_text_file(path: str | Path) -> tuple[str, str]:
-    """(file name, UTF-8 text) of a protocol, cell or station file; located errors."""
-    p = Path(path)
-    try:
-        return str(p), p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ProtocolError(
-            [LocatedError(str(p), 1, 1, (), f"cannot read file: {exc.strerror}")]
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise ProtocolError([LocatedError(str(p), 1, 1, (), "file is not UTF-8 text")]) from exc
+    """(file name, UTF-8 text) of a protocol, cell, campaign or station file: a regular file,
+    size-capped (see `labctl.protocol.bounded`); located errors."""
+    return read_bounded(path)
 
 
 def _parse(file: str, text: str) -> YamlSource:

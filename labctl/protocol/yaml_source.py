@@ -13,7 +13,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from labctl.protocol.errors import LocatedError, PathElem
+from labctl.protocol.bounded import check_yaml_shape
+from labctl.protocol.errors import LocatedError, PathElem, ProtocolError
 
 
 @dataclass
@@ -68,7 +69,12 @@ def _node_pos(node: Any) -> tuple[int, int]:
 
 
 def load_yaml(file: str, text: str) -> YamlSource:
-    """Parse `text`; a syntax error is raised as `YamlSyntax` carrying one LocatedError."""
+    """Parse `text`; a syntax error or a shape beyond the caps (nesting, alias expansion, see
+    `labctl.protocol.bounded`) is raised as `YamlSyntax` carrying one LocatedError."""
+    try:
+        check_yaml_shape(file, text)
+    except ProtocolError as exc:
+        raise YamlSyntax(exc.errors[0]) from None
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
