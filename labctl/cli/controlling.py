@@ -6,14 +6,24 @@ from typing import Annotated
 
 import typer
 
-from labctl.cli.app import DbOption, UserError, app, out
+from labctl.cli.app import DbOption, Failure, UserError, app, out
 
 
 def _control(run_id: int, action: str, db: str | None) -> None:
+    """Write the request to the run's row, for the process holding the run to act on.
+
+    A run whose holder is gone (interrupted) or silent on another host is refused, exit 1:
+    nobody would act on the request, and saying "requested" would be untrue.
+    """
     from labctl.recording.database import open_database
+    from labctl.recording.leases import RunNotHeld
     from labctl.recording.recorder import Recorder
 
-    if not Recorder(open_database(db)).request_control(run_id, action):
+    try:
+        requested = Recorder(open_database(db)).request_control(run_id, action)
+    except RunNotHeld as exc:
+        raise Failure(f"{exc}; nothing requested") from None
+    if not requested:
         raise UserError(f"run {run_id} is not running")
     out.print(f"{action} requested for run {run_id}")
 

@@ -6,10 +6,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.orm import Session
 
+from labctl.recording import leases
 from labctl.recording import models as m
+
+#: Recorded statuses of a run that has not ended.
+OPEN_STATUSES = ("running", "paused")
 
 
 @dataclass
@@ -53,11 +57,37 @@ def _run_summaries(engine: Engine, *where: Any, limit: int | None = None) -> lis
         .limit(limit)
     )
     with Session(engine) as session:
-        return [
+        found = [
             RunSummary(run.id, cell, proto, run.station, run.channel, run.simulated,
                        run.operator, run.status, run.started_at, run.ended_at, run.end_reason)
             for run, cell, proto in session.execute(stmt).all()
         ]
+        return shown_as_held(session.connection(), found)
+
+
+#: The status a reader shows for a run whose holder on another host is silent (lease expired).
+UNRESPONSIVE = "unresponsive"
+
+
+def shown_as_held(conn: Connection, runs: list[RunSummary]) -> list[RunSummary]:
+    """`runs` with the status their holders make true now (labctl.recording.leases).
+
+    A run recorded 'running' or 'paused' whose holder is gone is shown 'interrupted' at once,
+    whether or not anybody has reconciled the record yet; one whose holder on another host is
+    silent is shown 'unresponsive'. Live runs, ended runs and runs recorded before leases
+    existed are shown as recorded. Nothing is written.
+    """
+    open_ids = [r.id for r in runs if r.status in OPEN_STATUSES]
+    states = leases.run_holders(conn, open_ids)
+    for r in runs:
+        state = states.get(r.id)
+        if state is None or state.liveness is leases.Liveness.LIVE:
+            continue
+        if state.liveness is leases.Liveness.GONE:
+            r.status, r.end_reason = "interrupted", leases.interrupted_reason(state)
+        else:
+            r.status, r.end_reason = UNRESPONSIVE, state.why_not_live()
+    return runs
 
 
 def recent_runs(engine: Engine, limit: int = 20) -> list[RunSummary]:

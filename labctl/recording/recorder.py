@@ -41,6 +41,7 @@ from tenacity import (
 )
 
 from labctl.engine import events as ev
+from labctl.recording import leases
 from labctl.recording import models as m
 from labctl.recording.writers import EIS_COLUMNS, POINT_COLUMNS, Writer, WriterName, make_writer
 
@@ -134,6 +135,7 @@ class Recorder:
         self._eis: list[Sequence[Any]] = []
         self._last_flush = time.monotonic()
         self.rows_written = 0
+        self._renew_due: dict[int, float] = {}  # run id -> monotonic time its lease is renewed
 
     # ---- run lifecycle -------------------------------------------------------------------
     @_db_write
@@ -172,7 +174,7 @@ class Recorder:
                 )
             instrument_id = self._instrument_id(conn, potentiostat) if potentiostat else None
             now = _now()
-            return int(
+            run_id = int(
                 conn.scalar(
                     m.Run.__table__.insert()
                     .values(
@@ -184,6 +186,8 @@ class Recorder:
                     .returning(m.Run.id)
                 )
             )
+            leases.hold_run(conn, run_id)  # this process holds the run from its first row
+            return run_id
 
     def _upsert_cell(self, conn: Connection, cell: dict[str, Any]) -> int:
         anode = cell["anode"]
@@ -233,45 +237,66 @@ class Recorder:
                 .where(m.Run.id == run_id)
                 .values(status=status, end_reason=end_reason, ended_at=_now(), control=None)
             )
+            leases.release_run(conn, run_id)
 
     @_db_write
-    def reconcile_stale_runs(self, stale_after_s: float = 120.0) -> list[int]:
-        """Runs left 'running' by a process that died (no heartbeat) become 'interrupted'.
+    def reconcile_stale_runs(self) -> list[int]:
+        """Runs whose holder is known gone (a process on this host that no longer exists) are
+        recorded as 'interrupted'; their ids are returned.
 
-        The instruments of such a run were already put into the safe state by whoever starts
-        the next run on them; the run's data up to its last commit is kept.
+        Ownership, not clocks (labctl.recording.leases): a run whose holder exists — even
+        stopped for hours — is left alone, and so is one held on another host whose lease
+        expired (silent: it may come back). The channels of a gone holder are switched off by
+        the next labctl on their station, which records that on the run; its data up to its
+        last commit is kept.
         """
-        cutoff = _now() - dt.timedelta(seconds=stale_after_s)
         with self.engine.begin() as conn:
-            ids = list(conn.scalars(
-                select(m.Run.id).where(m.Run.status.in_(("running", "paused")),
-                                       m.Run.heartbeat_at < cutoff)
-            ))
-            if ids:
-                conn.execute(
-                    update(m.Run).where(m.Run.id.in_(ids)).values(
-                        status="interrupted", ended_at=_now(), control=None,
-                        end_reason="engine stopped without ending the run (crash or power "
-                                   "loss); data kept up to its last commit")
-                )
-                conn.execute(m.Event.__table__.insert(), [
-                    dict(run_id=i, at=_now(), kind="fault", severity="error", data={},
-                         message="run found without heartbeat; marked interrupted")
-                    for i in ids
-                ])
-        return ids
+            open_ids = list(conn.scalars(
+                select(m.Run.id).where(m.Run.status.in_(("running", "paused")))))
+            gone = {i: st for i, st in leases.run_holders(conn, open_ids).items()
+                    if st.liveness is leases.Liveness.GONE}
+            for run_id, state in gone.items():
+                done = conn.execute(
+                    update(m.Run).where(m.Run.id == run_id,
+                                        m.Run.status.in_(("running", "paused")))
+                    .values(status="interrupted", ended_at=_now(), control=None,
+                            end_reason=leases.interrupted_reason(state)))
+                if not done.rowcount:  # ended meanwhile by someone else
+                    continue
+                leases.release_run(conn, run_id)
+                conn.execute(m.Event.__table__.insert(), [dict(
+                    run_id=run_id, at=_now(), kind="fault", severity="error", data={
+                        "holder_host": state.holder.host, "holder_pid": state.holder.pid},
+                    message=f"run found without its holder ({state.holder.describe()} is "
+                            "gone); marked interrupted")])
+        return sorted(gone)
 
     @_db_write
     def heartbeat(self, run_id: int) -> str | None:
-        """Mark the run alive and return any pending operator request (pause/resume/abort)."""
+        """Return any pending operator request (pause/resume/abort); every few seconds also
+        renew this process's leases of the run and of its channels."""
+        due = time.monotonic() >= self._renew_due.get(run_id, 0.0)
         with self.engine.begin() as conn:
-            conn.execute(update(m.Run).where(m.Run.id == run_id).values(heartbeat_at=_now()))
-            return conn.scalar(select(m.Run.control).where(m.Run.id == run_id))
+            if due:
+                conn.execute(update(m.Run).where(m.Run.id == run_id)
+                             .values(heartbeat_at=_now()))
+                leases.renew(conn, run_id)
+            control = conn.scalar(select(m.Run.control).where(m.Run.id == run_id))
+        if due:
+            self._renew_due[run_id] = time.monotonic() + leases.RENEW_EVERY_S
+        return control
 
     @_db_write
     def request_control(self, run_id: int, action: str) -> bool:
-        """Ask a running engine (possibly in another process) to pause, resume or abort."""
+        """Ask a running engine (possibly in another process) to pause, resume or abort.
+
+        False if the run is not running or paused. Raises `leases.RunNotHeld` (and asks
+        nothing) when the run's holder is gone or silent: nobody would act on the request.
+        """
         with self.engine.begin() as conn:
+            state = leases.run_holders(conn, [run_id]).get(run_id)
+            if state is not None and state.liveness is not leases.Liveness.LIVE:
+                raise leases.RunNotHeld(run_id, state)
             res = conn.execute(
                 update(m.Run)
                 .where(m.Run.id == run_id, m.Run.status.in_(("running", "paused")))

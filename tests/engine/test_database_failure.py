@@ -66,5 +66,5 @@ def test_database_gone_for_good_switches_the_channel_off(db_url: str) -> None:
     assert rig.channel_off()
     with rig.engine.connect() as conn:  # what was committed before the failure is kept
         assert conn.scalar(select(func.count()).select_from(m.Step)) == 1
-    # the next engine to start finds the run without heartbeat and marks it interrupted
-    assert rig.recorder.reconcile_stale_runs(stale_after_s=0.0) == [rig.run_id]
+    # its holder (this process) still exists, so nobody marks it interrupted on a guess
+    assert rig.recorder.reconcile_stale_runs() == []
