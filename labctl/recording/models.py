@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -206,6 +207,10 @@ class Result(Base):
     analysis: Mapped[str] = mapped_column(String(100))
     analysis_version: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # the value failed its quality check (e.g. a fit parameter the data do not determine):
+    # stored with the reason, never a headline or notification value
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    flag_reason: Mapped[str | None] = mapped_column(Text)
 
 
 # ---- ownership (leases) ------------------------------------------------------------------------

@@ -40,8 +40,10 @@ from tenacity import (
     wait_exponential,
 )
 
+from labctl import interrupts
 from labctl.engine import events as ev
 from labctl.recording import leases
+from labctl.recording import history
 from labctl.recording import models as m
 from labctl.recording.writers import EIS_COLUMNS, POINT_COLUMNS, Writer, WriterName, make_writer
 
@@ -75,7 +77,8 @@ _retry_transient = retry(
 
 def _db_write(fn: Callable[P, T]) -> Callable[P, T]:
     """One database write: a plain first attempt, then transient errors retried with backoff,
-    then one `RecordingError`.
+    then one `RecordingError`. A stop signal never lands inside it: signals are acted on at
+    the engine's safe points (`labctl.interrupts`); the write is only marked as in progress.
 
     tenacity's wrapper costs tens of µs per call even when nothing fails, and the engine makes
     thousands of these calls per campaign (every step start and end, every flush), so it only
@@ -86,15 +89,16 @@ def _db_write(fn: Callable[P, T]) -> Callable[P, T]:
 
     @functools.wraps(fn)
     def call(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return fn(*args, **kwargs)
-        except sa_exc.SQLAlchemyError:
-            pass
-        try:
-            return retried(*args, **kwargs)
-        except sa_exc.SQLAlchemyError as exc:
-            detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            raise RecordingError(f"database write failed ({fn.__name__}): {detail}") from exc
+        with interrupts.database_write():
+            try:
+                return fn(*args, **kwargs)
+            except sa_exc.SQLAlchemyError:
+                pass
+            try:
+                return retried(*args, **kwargs)
+            except sa_exc.SQLAlchemyError as exc:
+                detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                raise RecordingError(f"database write failed ({fn.__name__}): {detail}") from exc
 
     return call
 
@@ -190,27 +194,29 @@ class Recorder:
             return run_id
 
     def _upsert_cell(self, conn: Connection, cell: dict[str, Any]) -> int:
+        """The cell row of `cell['id']`: reused when the description is the recorded one,
+        created when the id is new; a changed description is refused (CellHistoryConflict,
+        see labctl.recording.history) — a recorded run's cell is never rewritten."""
+        found = history.check_recorded(conn, cell)
+        if found is not None:
+            return found
         anode = cell["anode"]
         values = dict(
             anode_material=anode["material"], k_wt_pct=anode.get("k_wt_pct"),
             alloy_mass_mg=anode.get("alloy_mass_mg"),
             counter_electrode=cell.get("counter_electrode", "Na"),
             electrolyte=cell.get("electrolyte", ""), coating=cell.get("coating"),
-            area_cm2=cell["area_cm2_resolved"], diameter_mm=cell.get("diameter_mm"),
+            area_cm2=cell[history.RESOLVED_AREA_KEY], diameter_mm=cell.get("diameter_mm"),
             temperature_C=cell.get("temperature_C"), notes=cell.get("notes"),
-            description={k: v for k, v in cell.items() if k != "area_cm2_resolved"},
+            description=history.description_of(cell),
         )
-        cell_id = conn.scalar(select(m.Cell.id).where(m.Cell.name == cell["id"]))
-        if cell_id is None:
-            return int(
-                conn.scalar(
-                    m.Cell.__table__.insert()
-                    .values(name=cell["id"], created_at=_now(), **values)
-                    .returning(m.Cell.id)
-                )
+        return int(
+            conn.scalar(
+                m.Cell.__table__.insert()
+                .values(name=cell["id"], created_at=_now(), **values)
+                .returning(m.Cell.id)
             )
-        conn.execute(update(m.Cell).where(m.Cell.id == cell_id).values(**values))
-        return int(cell_id)
+        )
 
     def _instrument_id(self, conn: Connection, info: dict[str, Any]) -> int:
         found = conn.scalar(
@@ -457,23 +463,27 @@ class Recorder:
     @_db_write
     def store_results(
         self, run_id: int, analysis: str, version: str,
-        results: Iterable[tuple[str, float | str | None, str, int | None]],
+        results: Iterable[tuple[str, float | str | None, str, int | None]
+                          | tuple[str, float | str | None, str, int | None, str | None]],
         only_step: int | None = None,
     ) -> None:
-        """Replace `analysis`'s results: (name, value or text, unit, step_id) tuples.
+        """Replace `analysis`'s results: (name, value or text, unit, step_id[, flag_reason]).
 
-        Normally every row of the analysis for the run is replaced; with `only_step`, only that
-        step's rows are (a result computed as soon as one step ended).
+        A fifth item that is not None flags the value as failing its quality check, stored
+        with the reason. Normally every row of the analysis for the run is replaced; with
+        `only_step`, only that step's rows are (a result computed as soon as one step ended).
         """
         rows = []
-        for name, value, unit, step_id in results:
+        for name, value, unit, step_id, *flag in results:
             numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            reason = flag[0] if flag else None
             rows.append(
                 dict(
                     run_id=run_id, step_id=step_id, name=name,
                     value=_f(value) if numeric else None,  # type: ignore[arg-type]
                     text=None if numeric or value is None else str(value), unit=unit,
                     analysis=analysis, analysis_version=version, created_at=_now(),
+                    flagged=reason is not None, flag_reason=reason,
                 )
             )
         with self.engine.begin() as conn:
@@ -483,6 +493,16 @@ class Recorder:
             if only_step is not None:
                 stale = stale.where(m.Result.step_id == only_step)
             conn.execute(stale)
+            # one source per result: the same name (and step) from another analysis (the
+            # engine's live CCD beside `labctl analyze`'s) is replaced as well
+            by_step: dict[int | None, set[str]] = {}
+            for row in rows:
+                by_step.setdefault(row["step_id"], set()).add(row["name"])
+            for step_id, names in by_step.items():
+                same_step = (m.Result.step_id.is_(None) if step_id is None
+                             else m.Result.step_id == step_id)
+                conn.execute(m.Result.__table__.delete().where(
+                    m.Result.run_id == run_id, same_step, m.Result.name.in_(sorted(names))))
             if rows:
                 conn.execute(m.Result.__table__.insert(), rows)
 
@@ -499,6 +519,7 @@ class RecordingSink:
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
+        self.failed = False  # a write failed for good: the journal takes the run's ending
         self._rows: dict[tuple[int, int], int] = {}
         rec = recorder
         self._handlers: dict[type, Callable[[Any], None]] = {
@@ -521,7 +542,11 @@ class RecordingSink:
     def __call__(self, event: ev.Event) -> None:
         handler = self._handlers.get(type(event))
         if handler is not None:
-            handler(event)
+            try:
+                handler(event)
+            except Exception:
+                self.failed = True
+                raise
 
     def row_of(self, run_id: int, step: int) -> int:
         """The step row the engine's step number `step` of run `run_id` was recorded in."""
