@@ -56,6 +56,7 @@ class _State:
     during_write: bool = False  # it arrived while a database write was in progress
     writes: int = 0  # database writes in progress (nesting depth)
     installed: int = 0  # nesting depth of stop_signals()
+    acted: StopRequested | None = None  # the last stop raised in this process
 
 
 _state = _State()
@@ -80,7 +81,14 @@ def arrived_during_write() -> bool:
 def raise_if_stopping() -> None:
     """A safe point: raise `StopRequested` if a stop signal arrived."""
     if _state.signum is not None and _state.installed:
-        raise StopRequested(_state.signum)
+        _state.acted = StopRequested(_state.signum)
+        raise _state.acted
+
+
+def last_stop() -> StopRequested | None:
+    """The last stop this process acted on (for the CLI's exit line and status: the command
+    framework reports an interrupt as exit code 130 whatever its signal)."""
+    return _state.acted
 
 
 @contextmanager

@@ -1,15 +1,19 @@
 """The console entry point: run the app and turn expected errors into one line on stderr.
 
-Exit status 2 means "your input is wrong"; 1 means "could not be done"; 130 means Ctrl-C.
+Exit status 2 means "your input is wrong"; 1 means "could not be done"; a stop signal gives the
+shell's 128 + its number: 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP — each after every channel
+was switched off and the runs recorded as aborted (`labctl.interrupts`).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
 
 from labctl.cli.app import Failure, UserError, app, err
+from labctl.interrupts import StopRequested, last_stop
 
 try:  # recent typer vendors click; older releases use the click package
     from typer._click.exceptions import ClickException, UsageError
@@ -24,22 +28,22 @@ def main(argv: list[str] | None = None) -> None:
     from labctl.notify import NotificationURLError
     from labctl.protocol import ProtocolError
     from labctl.recording.database import DatabaseError
+    from labctl.recording.history import CellHistoryConflict
     from labctl.stations import StationError
 
     try:
         # Without standalone mode, typer returns exit codes (typer.Exit, Ctrl-C -> 130) instead
         # of raising them; turn them into the process's exit status.
         code = app(args=argv, standalone_mode=False, prog_name="labctl")
-        if code == 130:
-            err.print("labctl: interrupted (Ctrl-C); channels were switched off and the runs "
-                      "recorded as aborted")
+        if code == 130:  # typer's exit code for any KeyboardInterrupt
+            _stopped(last_stop() or StopRequested(signal.SIGINT))
         if isinstance(code, int) and code:
             sys.exit(code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        err.print("labctl: interrupted")
-        sys.exit(130)
+    except typer.Abort as exc:  # click's answer to a KeyboardInterrupt, chained to it
+        cause = exc.__cause__ or exc.__context__
+        _stopped(cause if isinstance(cause, StopRequested) else StopRequested(signal.SIGINT))
     except UsageError as exc:
         cmd = f" {exc.ctx.command_path.split(' ', 1)[1]}" if exc.ctx and " " in \
             exc.ctx.command_path else ""
@@ -55,16 +59,21 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         err.print(f"labctl: {exc}", markup=False, soft_wrap=True)
         sys.exit(2)
-    except NotificationURLError as exc:
+    except (NotificationURLError, CellHistoryConflict) as exc:
         err.print(f"labctl: {exc}", markup=False, soft_wrap=True)
         sys.exit(2)
     except (DatabaseError, LaunchError, StationError, RunFailure, Failure) as exc:
         err.print(f"labctl: {exc}", markup=False, soft_wrap=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        err.print("labctl: interrupted (Ctrl-C); channels were switched off and the runs "
-                  "recorded as aborted")
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        _stopped(exc if isinstance(exc, StopRequested) else StopRequested(signal.SIGINT))
     except OSError as exc:
         err.print(f"labctl: {exc}", markup=False, soft_wrap=True)
         sys.exit(1)
+
+
+def _stopped(stop: StopRequested) -> None:
+    """One line for a stop signal, and its exit status."""
+    err.print(f"labctl: {stop}; every channel was switched off first and the runs recorded as "
+              "aborted", markup=False, soft_wrap=True)
+    sys.exit(stop.exit_status)

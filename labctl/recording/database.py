@@ -3,19 +3,37 @@
 Embedded SQLite by default (WAL journal, so readers never block the one writer), PostgreSQL for a
 lab-wide database. The URL comes from `--db`, else `LABCTL_DB`, else the default SQLite file in
 the user's data directory. The schema only ever changes through Alembic migrations.
+
+Durability: SQLite runs with `synchronous=FULL`, so a commit is on the disk (the WAL fsynced)
+before it is acknowledged and a power cut cannot roll it back (with `NORMAL` in WAL mode it
+could: only checkpoints are fsynced). PostgreSQL's defaults (`fsync=on`,
+`synchronous_commit=on`) already give that.
+
+First use: several labctl processes may open a brand-new database at once (a campaign started
+on several terminals). The schema is created by exactly one of them: the check-and-create runs
+under a lock (an `flock` on `<db>.lock` next to an SQLite file, `pg_advisory_lock` on
+PostgreSQL); the others wait, then find the schema there.
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 DB_ENV = "LABCTL_DB"
+#: pg_advisory_lock key of labctl's schema creation (any constant shared by every labctl)
+SCHEMA_LOCK_KEY = int.from_bytes(b"labctlDB", "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+log = logging.getLogger(__name__)
 
 
 class DatabaseError(RuntimeError):
@@ -43,10 +61,11 @@ def resolve_url(cli_url: str | None = None) -> str:
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")  # durable at each commit's checkpoint in WAL mode
-    cur.execute("PRAGMA foreign_keys=ON")
+    # first, so that switching a brand-new file to WAL waits for another process's lock
     cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")  # every commit fsynced before it is acknowledged
+    cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
 
@@ -132,17 +151,56 @@ def open_database(cli_url: str | None = None) -> Engine:
     url = resolve_url(cli_url)
     engine = make_engine(url)
     try:
-        with engine.connect() as conn:
-            tables = inspect(conn).get_table_names()
+        with _schema_lock(engine):
+            with engine.connect() as conn:
+                tables = inspect(conn).get_table_names()
+            if not tables:
+                upgrade(url)
+            elif current_revision(engine) != head_revision():
+                raise DatabaseError(f"database {safe_url(url)} is not at the current schema; "
+                                    "run: labctl db upgrade")
     except OperationalError as exc:
         raise DatabaseError(
             f"cannot reach database {safe_url(url)}: {_first_line(exc.orig)}"
         ) from None
-    if not tables:
-        upgrade(url)
-        return engine
-    if current_revision(engine) != head_revision():
-        raise DatabaseError(
-            f"database {safe_url(url)} is not at the current schema; run: labctl db upgrade"
-        )
+    _replay_journals(engine, url)
     return engine
+
+
+@contextmanager
+def _schema_lock(engine: Engine) -> Iterator[None]:
+    """Held while the schema is checked and, on a brand-new database, created."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        if url.database in (None, "", ":memory:"):
+            yield
+            return
+        with open(f"{url.database}.lock", "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file is closed
+            yield
+        return
+    if url.get_backend_name() == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(select(func.pg_advisory_lock(SCHEMA_LOCK_KEY)))
+            try:
+                yield
+            finally:
+                conn.execute(select(func.pg_advisory_unlock(SCHEMA_LOCK_KEY)))
+                conn.commit()
+        return
+    yield
+
+
+def _replay_journals(engine: Engine, url: str) -> None:
+    """Write the run endings an earlier labctl kept in its local journal (database failures);
+    a failure here is logged, never a reason not to open the database."""
+    from labctl.recording.journal import replay_journals
+
+    try:
+        written = replay_journals(engine, url)
+    except Exception:
+        log.warning("could not replay the local journals of %s", safe_url(url), exc_info=True)
+        return
+    if written:
+        log.warning("wrote %d journaled entries (run endings the database missed) into %s",
+                    written, safe_url(url))
