@@ -7,6 +7,7 @@ touched. This is the layer the CLI calls; tests call it directly too.
 
 from __future__ import annotations
 
+import functools
 import gc
 import getpass
 import logging
@@ -14,11 +15,12 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Required, TypedDict, Unpack
+from typing import Any, ParamSpec, Required, TypedDict, TypeVar, Unpack
 
 from sqlalchemy import Engine
 
 import labctl
+from labctl import interrupts
 from labctl.engine.channel import DEFAULT_MAX_LINKED, ChannelContext
 from labctl.engine.events import (
     Event,
@@ -47,12 +49,23 @@ from labctl.protocol.cell import CellSpec
 from labctl.protocol.loader import ProtocolDocument
 from labctl.protocol.resolved import ResolvedProtocol
 from labctl.recording.database import open_database
+from labctl.recording.journal import Journal, JournalSink, journal_dir
 from labctl.recording.recorder import Recorder, RecordingSink
 from labctl.stations import Station, builtin_sim_station, load_station, open_station
 from labctl_drivers.interfaces import PotentiostatChannel
 from labctl_drivers.sim.faults import FaultPlan
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: how long a run's end keeps trying to write its journal into a failing database (a PostgreSQL
+#: restart takes seconds), and how long when a stop signal asked to exit promptly
+JOURNAL_SETTLE_S = 20.0
+JOURNAL_SETTLE_ON_STOP_S = 1.5
+#: how long queued notifications may still take at the end (then logged as not delivered)
+NOTIFY_CLOSE_S = 10.0
+NOTIFY_CLOSE_ON_STOP_S = 1.0
 
 
 class LaunchError(RuntimeError):
@@ -128,6 +141,20 @@ def launch(
     return launch_runs(prepare_runs([(protocol_path, c) for c in cell_paths]), **options)
 
 
+def _stopping_on_signals(fn: Callable[P, T]) -> Callable[P, T]:
+    """While `fn` runs, SIGINT, SIGTERM and SIGHUP are stop requests acted on at safe points
+    (`labctl.interrupts`): the runs end aborted, every channel switched off first, and
+    `StopRequested` (a KeyboardInterrupt) is raised."""
+
+    @functools.wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        with interrupts.stop_signals():
+            return fn(*args, **kwargs)
+
+    return call
+
+
+@_stopping_on_signals
 def launch_runs(
     prepared: list[PreparedRun],
     *,
@@ -174,12 +201,16 @@ def _run_on(station: Station, prepared: list[PreparedRun], engine: Engine,
     recorder = Recorder(engine)
     recorder.reconcile_stale_runs()
     sink = RecordingSink(recorder)
+    # reserved now, while the disk has room: it takes the runs' endings if the database fails
+    journal = Journal(journal_dir(engine.url.render_as_string(hide_password=False)))
     bus = EventBus()
     bus.subscribe(sink, critical=True, name="recorder")
+    bus.subscribe(JournalSink(journal, sink), name="journal")
     for sub in (*subscribers, *([notifier] if notifier is not None else [])):
         bus.subscribe(sub)
     try:
         contexts = _open_runs(prepared, station, recorder, bus, operator, seed)
+        _end_if_stopping(recorder, [c.run_id for c in contexts])
         drt_runs = {c.run_id for c, r in zip(contexts, prepared) if "drt" in r.protocol.analyses}
         if drt_runs:
             bus.subscribe(StepEndAnalyses(recorder, sink, drt_runs), name="step-end analyses")
@@ -197,10 +228,27 @@ def _run_on(station: Station, prepared: list[PreparedRun], engine: Engine,
         for out, run in zip(outcomes, prepared):
             bus.publish(RunSummary(out.run_id, run.cell.id, out.status, out.end_reason,
                                    result.results[out.run_id]))
+        interrupts.raise_if_stopping()  # arrived after the runs ended: their records stand
     finally:
-        if notifier is not None:
-            notifier.close()  # deliver what is queued before the process may exit
+        stopping = interrupts.stop_requested() is not None
+        if journal.entries:  # the database failed: write the runs' endings if it is back
+            journal.settle(engine, JOURNAL_SETTLE_ON_STOP_S if stopping else JOURNAL_SETTLE_S)
+        journal.close()
+        if notifier is not None:  # deliver what is queued before the process may exit
+            notifier.close(NOTIFY_CLOSE_ON_STOP_S if stopping else NOTIFY_CLOSE_S)
     return result
+
+
+def _end_if_stopping(recorder: Recorder, run_ids: list[int]) -> None:
+    """A stop that arrived while the run rows were written: end them before any step."""
+    stop = interrupts.stop_requested()
+    if stop is None:
+        return
+    for run_id in run_ids:
+        recorder.event(run_id, EventKind.OPERATOR, f"run aborted before its first step: {stop}",
+                       severity=Severity.WARNING)
+        recorder.end_run(run_id, "aborted", str(stop))
+    interrupts.raise_if_stopping()
 
 
 def _estimate_s(protocol: ResolvedProtocol) -> float:
@@ -280,6 +328,7 @@ class DatabaseControls:
         self.recorder = recorder
 
     def request(self, run_id: int) -> OperatorAction | None:
+        interrupts.raise_if_stopping()  # the engine's safe point for stop signals
         action = self.recorder.heartbeat(run_id)
         if action is None:
             return None
