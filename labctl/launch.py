@@ -49,6 +49,7 @@ from labctl.protocol.cell import CellSpec
 from labctl.protocol.loader import ProtocolDocument
 from labctl.protocol.resolved import ResolvedProtocol
 from labctl.recording.database import open_database
+from labctl.recording.history import check_cells
 from labctl.recording.journal import Journal, JournalSink, journal_dir
 from labctl.recording.recorder import Recorder, RecordingSink
 from labctl.stations import Station, builtin_sim_station, load_station, open_station
@@ -181,6 +182,8 @@ def launch_runs(
     spec = builtin_sim_station() if sim else load_station(station_path)  # type: ignore[arg-type]
     engine = open_database(db_url)
     try:
+        # a cell id recorded with another description is refused before any row or instrument
+        check_cells(engine, [r.cell.as_record() for r in prepared])
         station = open_station(spec, [r.cell for r in prepared], seed=seed if sim else None,
                                faults=faults)
     except BaseException:

@@ -22,6 +22,7 @@ Current: some techniques (GCPL in the sample) do not record I at all, only the c
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +36,7 @@ from labctl.importers.model import (
     ImportFormatError,
     StepKind,
     cumulative_charge_mAh,
+    parse_instrument_time,
 )
 
 # EC-Lab column name -> scale factor to labctl's unit. First match wins, so order = preference.
@@ -225,7 +227,10 @@ def read_mpr(path: str | Path) -> ImportedRun:
         "timestamp": str(getattr(mpr, "timestamp", "")) or None,
         "mpr_version": getattr(mpr, "version", None),
     }
-    return _build_run(cols, mode, techniques, path, meta)
+    run = _build_run(cols, mode, techniques, path, meta)
+    stamp = getattr(mpr, "timestamp", None)  # galvani: the log module's acquisition start
+    run.acquired_at = stamp if isinstance(stamp, dt.datetime) else None
+    return run
 
 
 def _to_float(field: str) -> float:
@@ -291,7 +296,13 @@ def read_mpt(path: str | Path) -> ImportedRun:
             info.setdefault(k.strip(), v.strip())
     mode = cols["mode"].astype(np.int64) if "mode" in cols else None
     meta: dict[str, Any] = {"format": "mpt", "columns": names, "header": info}
-    return _build_run(cols, mode, techniques, path, meta)
+    run = _build_run(cols, mode, techniques, path, meta)
+    run.acquired_at = parse_instrument_time(info.get("Acquisition started on"), MPT_TIME_FORMATS)
+    return run
+
+
+#: EC-Lab writes "Acquisition started on : 02/04/2018 10:02:46" (month first, local time)
+MPT_TIME_FORMATS = ("%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M:%S.%f", "%m/%d/%Y %H:%M")
 
 
 def read_eclab(path: str | Path) -> ImportedRun:

@@ -30,6 +30,7 @@ from labctl.importers.model import (
     ImportFormatError,
     StepKind,
     cumulative_charge_mAh,
+    parse_instrument_time,
 )
 from labctl_drivers.landt.formats import (
     LandtExport,
@@ -111,6 +112,11 @@ def build_steps(rec: LandtRecords) -> list[ImportedStep]:
     return steps
 
 
+#: LANDdt's SysTime/DateTime cells (local time of the tester's PC)
+LANDT_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y/%m/%d %H:%M:%S",
+                      "%Y/%m/%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S")
+
+
 def run_from_export(export: LandtExport) -> ImportedRun:
     """An export's rows as an `ImportedRun` (steps split, Q signed like the current)."""
     rec = export.records
@@ -124,7 +130,8 @@ def run_from_export(export: LandtExport) -> ImportedRun:
     if len(rec.systime) and rec.systime[0]:
         meta["first_systime"] = rec.systime[0]
     techniques = sorted({s.label for s in steps if s.label})
-    return ImportedRun(export.source_path, "LANDT", techniques, steps, meta)
+    acquired = parse_instrument_time(meta.get("first_systime"), LANDT_TIME_FORMATS)
+    return ImportedRun(export.source_path, "LANDT", techniques, steps, meta, acquired)
 
 
 def read_landt(path: str | Path) -> ImportedRun:

@@ -25,6 +25,8 @@ Conventions (fixed, so downstream code never has to guess):
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -93,6 +95,9 @@ class ImportedRun:
     technique_names: list[str]
     steps: list[ImportedStep]
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: when the instrument started acquiring (the file's own start time), None if it has none;
+    #: naive: the instrument PC's local time, as the file gives it
+    acquired_at: dt.datetime | None = None
 
     @property
     def n_points(self) -> int:
@@ -113,6 +118,17 @@ class ImportedRun:
         if not self.steps:
             return np.empty(0, dtype=np.int64)
         return np.concatenate([np.full(len(s), s.index, dtype=np.int64) for s in self.steps])
+
+
+def parse_instrument_time(text: object, formats: Iterable[str]) -> dt.datetime | None:
+    """The first of `formats` that reads `text` (a header or cell of the file), else None."""
+    value = str(text or "").strip()
+    for fmt in formats:
+        try:
+            return dt.datetime.strptime(value, fmt)
+        except ValueError:
+            continue
+    return None
 
 
 def cumulative_charge_mAh(t_s: np.ndarray, I_mA: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ Areal and specific quantities in protocols are resolved against `area_cm2` and
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -61,6 +61,13 @@ class CellSpec(BaseModel):
             return self.area_cm2
         assert self.diameter_mm is not None
         return math.pi * (self.diameter_mm / 20.0) ** 2
+
+    def as_record(self) -> dict[str, Any]:
+        """What the recorder stores for this cell: the description as JSON, plus the resolved
+        area (`area_cm2_resolved`) it computes current densities with."""
+        record = self.model_dump(mode="json")
+        record["area_cm2_resolved"] = self.area
+        return record
 
     @property
     def alloy_mass_g(self) -> float | None:

@@ -6,19 +6,28 @@ description of the source file with the file's sha256, so the same file imported
 one protocol row and a run can always be traced back to the exact bytes it came from.
 EIS steps are written as eis_point rows only (their DC E and I go with each frequency), other
 steps as points, so the database holds exactly as many rows as the file had records.
+
+Records are history: importing the same bytes again (same sha256) gives the run already
+imported, not a second one; and an imported run starts when the instrument started acquiring
+(the file's own start time, `ImportedRun.acquired_at`), not when it was imported — its end is
+that start plus the file's last time stamp. Files carry the instrument PC's local time without
+a zone; it is read as this machine's local time.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Engine, select, update
 
 import labctl
 from labctl.importers.model import ImportedRun
+from labctl.recording import models as m
 from labctl.recording.recorder import Recorder
 
 STATION_PREFIX = "import:"
@@ -31,6 +40,7 @@ class ImportSummary:
     n_points: int
     n_eis: int
     sha256: str
+    already_imported: bool = False  # the same file was imported before: this is that run
 
 
 def file_sha256(path: Path) -> str:
@@ -69,11 +79,45 @@ def _col(points: dict[str, np.ndarray], name: str, n: int) -> np.ndarray:
     return np.full(n, np.nan) if v is None else np.asarray(v, dtype=float)
 
 
+def imported_run_of(engine: Engine, sha256: str) -> int | None:
+    """The completed imported run of the file with this content hash, if there is one."""
+    with engine.connect() as conn:
+        return conn.scalar(
+            select(m.Run.id).join(m.Protocol, m.Run.protocol_id == m.Protocol.id)
+            .where(m.Protocol.sha256 == sha256, m.Run.station.startswith(STATION_PREFIX),
+                   m.Run.status == "completed")
+            .order_by(m.Run.id).limit(1)
+        )
+
+
+def _counts(imported: ImportedRun) -> tuple[int, int]:
+    n_eis = sum(len(s.eis["frequency_Hz"]) for s in imported.steps if s.eis is not None)
+    n_points = sum(len(s) for s in imported.steps if s.eis is None)
+    return n_points, n_eis
+
+
+def _acquisition_times(imported: ImportedRun) -> tuple[dt.datetime, dt.datetime] | None:
+    """(start, end) of the acquisition, aware, from the file's start time and last time stamp."""
+    if imported.acquired_at is None:
+        return None
+    start = imported.acquired_at
+    start = start.astimezone() if start.tzinfo is None else start
+    t = imported.column("t_s")
+    t = t[np.isfinite(t)]
+    end = start + dt.timedelta(seconds=float(t.max())) if t.size else start
+    return start, end
+
+
 def import_run(
     recorder: Recorder, imported: ImportedRun, cell: dict[str, Any], operator: str | None = None
 ) -> ImportSummary:
-    """Write `imported` as a completed run of `cell` (a CellSpec dump with area_cm2_resolved)."""
+    """Write `imported` as a completed run of `cell` (a CellSpec dump with area_cm2_resolved);
+    the same file imported before gives that run back (`already_imported`)."""
     sha = file_sha256(imported.source_path)
+    existing = imported_run_of(recorder.engine, sha)
+    if existing is not None:
+        n_points, n_eis = _counts(imported)
+        return ImportSummary(existing, len(imported.steps), n_points, n_eis, sha, True)
     run_id = recorder.start_run(
         cell=cell, protocol_name=f"import {imported.source_path.name}",
         protocol_text=describe(imported, sha), protocol_sha256=sha, schema_version=1,
@@ -112,4 +156,9 @@ def import_run(
         recorder.end_run(run_id, "failed", "import interrupted")
         raise
     recorder.end_run(run_id, "completed", f"imported from {imported.source_path.name}")
+    span = _acquisition_times(imported)
+    if span is not None:
+        with recorder.engine.begin() as conn:
+            conn.execute(update(m.Run).where(m.Run.id == run_id)
+                         .values(started_at=span[0], ended_at=span[1]))
     return ImportSummary(run_id, len(imported.steps), n_points, n_eis, sha)

@@ -42,8 +42,7 @@ from tenacity import (
 
 from labctl import interrupts
 from labctl.engine import events as ev
-from labctl.recording import leases
-from labctl.recording import history
+from labctl.recording import history, leases
 from labctl.recording import models as m
 from labctl.recording.writers import EIS_COLUMNS, POINT_COLUMNS, Writer, WriterName, make_writer
 
