@@ -18,6 +18,11 @@ never hard-codes units:
   installed; otherwise the error says to export CSV from LANDdt.
 * Encodings: UTF-8 (with or without BOM) or, from a Chinese-locale LANDdt, GB18030 (the superset
   of GBK; Python's codec list: https://docs.python.org/3/library/codecs.html#standard-encodings).
+  Each *complete line* is decoded on its own (`decode_line`: strict UTF-8, else strict GB18030,
+  else Latin-1), so the choice never rests on a first chunk that happened to be ASCII: GBK text
+  arriving later in a growing file still decodes correctly. A line is cut only at ``\n``, and a
+  ``\n`` byte never occurs inside a UTF-8 or GB18030 multi-byte character, so splitting bytes
+  at ``\n`` before decoding is safe in both.
 
 Parsing yields `LandtRecords`: typed per-row columns in LAND's own current and capacity units
 (mA, mAh) so every value is exactly the number written in the file. What the rows *mean* for a
@@ -84,7 +89,7 @@ _ROLES: dict[str, str] = {
 _NUMERIC_ROLES = ("time", "step_time", "voltage", "current", "capacity", "cycle", "step", "record")
 
 # LAND step states as LANDdt names them (R, RateC, CC_Chg, ...) and as its numeric mode codes.
-_REST_STATES = {"r", "rest", "pmrest", "112", "0x70"}
+_REST_STATES = {"r", "rest", "pmrest", "112", "0x70", "搁置", "静置"}
 _CC_STATES = {
     "ratec",
     "rated",
@@ -108,6 +113,8 @@ _CC_STATES = {
     "0x03",
     "0x75",
     "0x76",
+    "恒流充电",
+    "恒流放电",
 }
 _CV_STATES = {"cvchg", "cvdchg", "cvc", "cvd", "cvcharge", "cvdischarge", "4", "5", "0x04", "0x05"}
 
@@ -315,18 +322,19 @@ class LandtRecordParser:
                 self.unplaced_columns.append(f)
                 continue
             scale = 1.0
-            if role in _UNIT_SCALE:
+            table = "time" if role == "step_time" else role
+            if table in _UNIT_SCALE:
                 u = (unit or "").strip().lower()
                 if not u:
                     if role == "time":
                         self._time_is_duration = True
-                    u = _DEFAULT_UNIT[role]
-                if u not in _UNIT_SCALE[role]:
+                    u = _DEFAULT_UNIT[table]
+                if u not in _UNIT_SCALE[table]:
                     raise LandtFormatError(
                         f"{self.source_path}: column {f!r}: unknown unit {unit!r} "
-                        f"(known: {sorted(_UNIT_SCALE[role])})"
+                        f"(known: {sorted(_UNIT_SCALE[table])})"
                     )
-                scale = _UNIT_SCALE[role][u]
+                scale = _UNIT_SCALE[table][u]
             self._cols[role] = (j, scale)
         if "time" not in self._cols and "systime" not in self._cols:
             raise LandtFormatError(
@@ -340,7 +348,7 @@ class LandtRecordParser:
         s = text.strip()
         if not s or s == "-":
             return float("nan")
-        if role == "time" and (self._time_is_duration or ":" in s):
+        if role in ("time", "step_time") and (self._time_is_duration or ":" in s):
             return _parse_duration(s)
         try:
             return float(s)
@@ -367,7 +375,7 @@ class LandtRecordParser:
                     continue
                 j, scale = spec
                 v = self._num(fields[j], role) if j < len(fields) else float("nan")
-                self._data[role].append(v * scale if role in _UNIT_SCALE else v)
+                self._data[role].append(v * scale)
             for role in ("state", "systime"):
                 spec = self._cols.get(role)
                 self._data[role].append(
@@ -421,32 +429,29 @@ class LandtRecordParser:
 
 # ---- encodings --------------------------------------------------------------------------------
 # LANDdt on a Chinese-locale Windows writes GBK; latin-1 last because it accepts any bytes.
-_WHOLE_FILE_ENCODINGS = ("utf-8-sig", "gb18030", "latin-1")
+_LINE_ENCODINGS = ("utf-8", "gb18030")
 
 
-def decode_export(raw: bytes) -> str:
-    """A complete export's text, in the first encoding that decodes it."""
-    for enc in _WHOLE_FILE_ENCODINGS[:-1]:
+def decode_line(raw: bytes) -> str:
+    """One complete line of an export: strict UTF-8, else strict GB18030, else Latin-1.
+
+    Strict decoders fail on text of the other encoding (GBK's lead bytes 0x81-0xFE followed by
+    ASCII-range trail bytes are invalid UTF-8; UTF-8's continuation bytes are rarely a valid
+    GB18030 sequence), so a line is read in the encoding it was written in even when lines of
+    different encodings share a file (a re-export appended after a locale change).
+    """
+    for enc in _LINE_ENCODINGS:
         try:
             return raw.decode(enc)
         except UnicodeDecodeError:
             continue
-    return raw.decode(_WHOLE_FILE_ENCODINGS[-1])
+    return raw.decode("latin-1")
 
 
-def export_decoder(first_chunk: bytes) -> codecs.IncrementalDecoder:
-    """An incremental decoder for a growing export, chosen from its first bytes.
-
-    A UTF-8 character cut at the end of the chunk (the file is still being written) is still
-    UTF-8; any other invalid byte means GB18030. Incremental decoders keep a cut character until
-    the next chunk completes it (https://docs.python.org/3/library/codecs.html#incremental-decoding).
-    """
-    try:
-        first_chunk.decode("utf-8")
-        enc = "utf-8-sig"
-    except UnicodeDecodeError as exc:
-        enc = "utf-8-sig" if exc.start >= len(first_chunk) - 3 else "gb18030"
-    return codecs.getincrementaldecoder(enc)(errors="replace")
+def decode_export(raw: bytes) -> str:
+    """A complete export's text, decoded line by line (`decode_line`); a BOM is dropped."""
+    raw = raw.removeprefix(codecs.BOM_UTF8)
+    return "\n".join(decode_line(line) for line in raw.split(b"\n"))
 
 
 # ---- whole files ------------------------------------------------------------------------------
@@ -460,13 +465,22 @@ def _read_xlsx(path: Path) -> LandtRecordParser:
             "(or install openpyxl)."
         ) from None
     wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    names = wb.sheetnames
-    record = [n for n in names if "record" in n.lower() or "defaultgroup" in n.lower()] or names[:1]
-    parser = LandtRecordParser(path)
-    for name in record:  # continuation sheets carry no header: they just extend the table
-        parser.feed_rows(wb[name].iter_rows(values_only=True))
-    wb.close()
+    try:
+        names = wb.sheetnames
+        record = [n for n in names
+                  if "record" in n.lower() or "defaultgroup" in n.lower()] or names[:1]
+        parser = LandtRecordParser(path)
+        for name in record:  # continuation sheets carry no header: they just extend the table
+            parser.feed_rows(wb[name].iter_rows(values_only=True))
+    finally:
+        wb.close()
     return parser
+
+
+def read_xlsx_records(path: str | Path) -> LandtRecordParser:
+    """Every record row of a LANDdt workbook so far (the live follower re-reads a workbook
+    whole: an .xlsx is a zip archive and cannot be read from an offset)."""
+    return _read_xlsx(Path(path))
 
 
 def read_export(path: str | Path) -> LandtExport:

@@ -18,6 +18,10 @@ each step, ``AuxVolt`` is ``-`` (unconnected), states are R / RateC / RateD. Num
 with full float precision so tests can compare round trips exactly.
 ``write_mode="append"`` appends rows as they are made; ``"rewrite"`` rewrites the whole file
 atomically each update, as a periodic "export all" would.
+
+`SimulatedLandProgram` runs LAND step programs (`labctl_drivers.landt.program.LandProgram`, as
+an operator would enter them from labctl's program sheet, mistakes included) and writes the
+export in either LANDdt layout, as CSV, TXT or .xlsx, in UTF-8 or GBK.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labctl_drivers.clock import Clock
+from labctl_drivers.landt.program import LandProgram, LandStep
 from labctl_drivers.sim.cell_model import CellModel
 
 _TIME_SCALE = {"s": 1.0, "h": 3600.0}
@@ -204,3 +209,236 @@ class SimulatedLandt:
         with tmp.open("w", encoding="utf-8", newline="") as f:
             f.writelines(ch.lines)
         os.replace(tmp, ch.path)  # readers never see a half-written export
+
+
+# ---- running a LAND step program -----------------------------------------------------------------
+@dataclass(frozen=True)
+class ExportLayout:
+    """How one LANDdt version lays out a record export (the header sets in the module docstring
+    of `labctl_drivers.landt.formats`): "landdt" is the older Record table with R/RateC/RateD
+    states and the blank spacer column, "lanhe" the newer DefaultGroup table with µA/µAh units
+    and ``D HH:MM:SS.mmm`` durations."""
+
+    name: str
+    header: tuple[str, ...]
+
+    def row(self, rec: int, t: float, step_t: float, I_mA: float, cap_mAh: float, V: float,
+            systime: str, cycle: int, step: int, state: str) -> list[object]:
+        if self.name == "landdt":
+            return [rec, t / 3600.0, step_t / 3600.0, I_mA, cap_mAh, "-", "-", V, "-", "-", "-",
+                    "-", systime, "", cycle, step, state]
+        return [rec, systime, cycle, step, _lanhe_duration(t), _lanhe_duration(step_t), V,
+                I_mA * 1e3, cap_mAh * 1e3, "-"]
+
+
+def _lanhe_duration(s: float) -> str:
+    ms = round(s * 1000)
+    d, ms = divmod(ms, 86_400_000)
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    return f"{d} {h:02d}:{m:02d}:{ms / 1000:06.3f}"
+
+
+LAYOUTS = {
+    "landdt": ExportLayout("landdt", (
+        "Record", "TestTime/h", "StepTime/h", "Current/mA", "Capacity/mAh", "SpeCap/mAh/g",
+        "SOC|DOD/%", "Voltage/V", "Energy/mWh", "SpeEnergy/Wh/kg", "AuxTemp/dC.", "AuxVolt/V",
+        "SysTime", "", "Cycle-Index", "Step-Index", "Step-State")),
+    "lanhe": ExportLayout("lanhe", (
+        "Record", "SysTime", "Cycle", "Step", "TestTime", "StepTime", "Voltage/V", "Current/uA",
+        "Capacity/uAh", "SpeCap/mAh/g")),
+}
+#: Step-State labels the older layout writes (LANDdt's English labels)
+_STATE = {"Rest": "R", "CC_Chg": "RateC", "CC_DChg": "RateD"}
+
+
+def format_text(cells: list[object], delimiter: str) -> str:
+    """One export line: numbers at full precision (tests compare round trips exactly)."""
+    return delimiter.join(repr(c) if isinstance(c, float) else str(c) for c in cells) + "\r\n"
+
+
+@dataclass
+class _ProgramRun:
+    name: str
+    cell: CellModel
+    program: LandProgram
+    path: Path
+    t_start: float
+    steps: list[tuple[LandStep, int]]
+    layout: ExportLayout
+    preamble: list[list[object]]
+    t: float = 0.0
+    pos: int = 0
+    step_t: float = 0.0
+    cap_mAh: float = 0.0
+    since_record: float = 0.0
+    V_record: float | None = None
+    V: float = 0.0
+    record: int = 0
+    finished: bool = False
+    rows: list[list[object]] = field(default_factory=list)
+    written: int = 0  # rows already in the file(s)
+    rotations: int = 0
+
+
+class SimulatedLandProgram:
+    """A simulated LAND tester running step programs (`LandProgram`) entered by an operator.
+
+    The export is written the way LANDdt writes one: a preamble (test name, channel -- in
+    Chinese under a Chinese locale), the header of the chosen layout, then one row per record.
+    Forms: ``fmt`` "csv" (comma), "txt" (tab) or "xlsx" (openpyxl, rewritten whole);
+    ``encoding`` "utf-8" or "gbk"; ``write_mode`` "append" (rows added as made), "rewrite" (the
+    whole export replaced atomically each update, as a periodic "export all" does) or
+    "rotate" (after `rotate_rows` rows the file is renamed ``NAME_<k>`` and a new one started,
+    continuing the record numbers).
+
+    Time is integrated in ticks of at most 1 s (a shorter record interval sets the tick); a row
+    is recorded every `record_dt_s` of the step, on every `record_dV_V` change, and at the
+    step's end. A step ends at the tick where a cut-off is met; a capacity or time cut-off is
+    met exactly (the last tick is shortened), a voltage cut-off at the first tick past it.
+    """
+
+    simulated = True
+
+    def __init__(self, folder: str | Path, clock: Clock, fmt: str = "csv",
+                 encoding: str = "utf-8", layout: str = "landdt", write_mode: str = "append",
+                 rotate_rows: int = 500,
+                 start_datetime: _dt.datetime | None = None) -> None:
+        if fmt not in ("csv", "txt", "xlsx") or layout not in LAYOUTS:
+            raise ValueError(f"unknown export form {fmt!r}/{layout!r}")
+        if write_mode not in ("append", "rewrite", "rotate"):
+            raise ValueError("write_mode must be append, rewrite or rotate")
+        if fmt == "xlsx" and write_mode != "rewrite":
+            raise ValueError("an .xlsx export can only be rewritten whole")
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.clock = clock
+        self.fmt, self.encoding, self.layout, self.write_mode = fmt, encoding, layout, write_mode
+        self.rotate_rows = rotate_rows
+        self.start_datetime = start_datetime or _dt.datetime(2026, 1, 1, 9, 0, 0)
+        self._runs: dict[str, _ProgramRun] = {}
+
+    def start_program(self, name: str, cell: CellModel, program: LandProgram) -> Path:
+        """The operator enters `program` on channel `name` in LAND's software and presses start."""
+        if name in self._runs and not self._runs[name].finished:
+            raise RuntimeError(f"channel {name} is already running")
+        path = self.folder / f"{name}.{self.fmt}"
+        steps = list(program.executed())
+        chinese = self.encoding.lower() in ("gbk", "gb18030", "gb2312")
+        preamble = ([["测试名称", name], ["通道", name], ["工步", program.name]]
+                    if chinese else [["Test name", name], ["Channel", name]])
+        run = _ProgramRun(name, cell, program, path, self.clock.now(), steps,
+                          LAYOUTS[self.layout], preamble)
+        self._runs[name] = run
+        self._write(run)
+        return path
+
+    def stop_channel(self, name: str) -> None:
+        """The operator stops the channel in LAND's software."""
+        self.update()
+        self._runs[name].finished = True
+
+    def is_running(self, name: str) -> bool:
+        return name in self._runs and not self._runs[name].finished
+
+    def update(self) -> None:
+        now = self.clock.now()
+        for run in self._runs.values():
+            before = len(run.rows)
+            self._advance(run, now - run.t_start)
+            if len(run.rows) != before:
+                self._write(run)
+
+    # ---- physics and records ------------------------------------------------------------------
+    def _advance(self, run: _ProgramRun, target: float) -> None:
+        while not run.finished and run.pos < len(run.steps):
+            step, cycle = run.steps[run.pos]
+            tick = min(1.0, step.record_dt_s)
+            dt = tick
+            I_mA = step.current_mA
+            ends_now = False
+            if step.capacity_mAh is not None and I_mA:
+                left_s = (step.capacity_mAh - run.cap_mAh) * 3600.0 / abs(I_mA)
+                if left_s <= dt + 1e-9:
+                    dt, ends_now = max(left_s, 0.0), True
+            if step.time_s is not None and step.time_s - run.step_t <= dt + 1e-9:
+                dt, ends_now = max(step.time_s - run.step_t, 0.0), True
+            if run.t + dt > target + 1e-9:
+                return
+            run.V = float(run.cell.step(I_mA * 1e-3, dt)) if dt > 0 else run.V
+            run.t += dt
+            run.step_t += dt
+            run.since_record += dt
+            run.cap_mAh += abs(I_mA) * dt / 3600.0
+            if step.V_high is not None and run.V >= step.V_high:
+                ends_now = True
+            if step.V_low is not None and run.V <= step.V_low:
+                ends_now = True
+            dV = step.record_dV_V
+            if (ends_now or run.since_record >= step.record_dt_s - 1e-9
+                    or (dV is not None and run.V_record is not None
+                        and abs(run.V - run.V_record) >= dV)):
+                self._record(run, step, cycle, I_mA)
+            if ends_now:
+                run.pos += 1
+                run.step_t = run.cap_mAh = 0.0
+        if run.pos >= len(run.steps):
+            run.finished = True
+
+    def _record(self, run: _ProgramRun, step: LandStep, cycle: int, I_mA: float) -> None:
+        run.record += 1
+        run.since_record = 0.0
+        run.V_record = run.V
+        stamp = self.start_datetime + _dt.timedelta(seconds=run.t_start + run.t)
+        systime = stamp.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        mode = step.mode.value
+        run.rows.append(run.layout.row(run.record, run.t, run.step_t, I_mA, run.cap_mAh, run.V,
+                                       systime, cycle, step.number, _STATE[mode]))
+
+    # ---- files ----------------------------------------------------------------------------------
+    def _lines(self, run: _ProgramRun, rows: list[list[object]]) -> bytes:
+        d = "," if self.fmt == "csv" else "\t"
+        return "".join(format_text(r, d) for r in rows).encode(self.encoding)
+
+    def _head(self, run: _ProgramRun) -> bytes:
+        return self._lines(run, [*run.preamble, list(run.layout.header)])
+
+    def _write(self, run: _ProgramRun) -> None:
+        if self.fmt == "xlsx":
+            self._write_xlsx(run)
+        elif self.write_mode == "rewrite" or (run.written == 0 and not run.rows):
+            tmp = run.path.with_name(run.path.name + ".tmp")
+            tmp.write_bytes(self._head(run) + self._lines(run, run.rows))
+            os.replace(tmp, run.path)
+        else:
+            while run.written < len(run.rows):
+                in_file = run.written - run.rotations * self.rotate_rows
+                if self.write_mode == "rotate" and in_file >= self.rotate_rows:
+                    run.rotations += 1
+                    os.replace(run.path, run.path.with_name(
+                        f"{run.path.stem}_{run.rotations}{run.path.suffix}"))
+                    run.path.write_bytes(self._head(run))
+                    continue
+                room = (self.rotate_rows - in_file if self.write_mode == "rotate"
+                        else len(run.rows))
+                new = run.rows[run.written:run.written + room]
+                with run.path.open("ab") as f:
+                    f.write(self._lines(run, new))
+                run.written += len(new)
+        run.written = len(run.rows)
+
+    def _write_xlsx(self, run: _ProgramRun) -> None:
+        import openpyxl
+
+        wb = openpyxl.Workbook()
+        info = wb.active
+        info.title = "Test information"
+        for r in run.preamble:
+            info.append(r)
+        sheet = wb.create_sheet("Record")
+        sheet.append(list(run.layout.header))
+        for r in run.rows:
+            sheet.append(r)
+        tmp = run.path.with_name(run.path.stem + ".tmp.xlsx")
+        wb.save(tmp)
+        os.replace(tmp, run.path)
