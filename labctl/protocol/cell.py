@@ -9,16 +9,28 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+# Numbers are strict (a YAML `true` is not an area) and finite; bounds are physical: a
+# laboratory electrode is between a tenth of a millimetre and twenty centimetres across, so a
+# typo such as 1e-200 or 1e300 is refused here instead of dividing by ~0 later. Texts fit the
+# database's String(200) columns.
+_TEXT = 200
+
+
+def _measure(lo: float, hi: float, description: str | None = None) -> Any:
+    return Field(default=None, strict=True, allow_inf_nan=False, ge=lo, le=hi,
+                 description=description)
 
 
 class Anode(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     material: Literal["Na", "NaK"]
-    k_wt_pct: float | None = Field(default=None, gt=0, lt=100, description="K content of NaK, wt%")
-    alloy_mass_mg: float | None = Field(default=None, gt=0, description="NaK alloy mass, mg")
-    support: str | None = Field(default=None, description="e.g. carbon cloth")
+    k_wt_pct: float | None = Field(default=None, strict=True, allow_inf_nan=False, gt=0, lt=100,
+                                   description="K content of NaK, wt%")
+    alloy_mass_mg: float | None = _measure(1e-3, 1e5, "NaK alloy mass, mg")
+    support: str | None = Field(default=None, max_length=_TEXT, description="e.g. carbon cloth")
 
     @model_validator(mode="after")
     def _nak_needs_composition(self) -> Anode:
@@ -34,17 +46,22 @@ class CellSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=_TEXT)
     anode: Anode
     counter_electrode: Literal["Na", "NaK"] = "Na"
-    counter_k_wt_pct: float | None = Field(default=None, gt=0, lt=100)
-    electrolyte: str = "NASICON"
-    coating: str | None = None
-    area_cm2: float | None = Field(default=None, gt=0)
-    diameter_mm: float | None = Field(default=None, gt=0)
-    temperature_C: float = Field(default=25.0, ge=-40, le=200)
-    stack_pressure_MPa: float | None = Field(default=None, ge=0, le=50)
-    notes: str | None = None
+    counter_k_wt_pct: float | None = Field(default=None, strict=True, allow_inf_nan=False, gt=0,
+                                           lt=100)
+    electrolyte: str = Field(default="NASICON", max_length=_TEXT)
+    coating: str | None = Field(default=None, max_length=_TEXT)
+    area_cm2: float | None = _measure(1e-4, 400.0)
+    diameter_mm: float | None = _measure(0.1, 200.0)
+    temperature_C: float = Field(default=25.0, strict=True, allow_inf_nan=False, ge=-40, le=200)
+    stack_pressure_MPa: float | None = Field(default=None, strict=True, allow_inf_nan=False,
+                                             ge=0, le=50)
+    notes: str | None = Field(default=None, max_length=20_000)
+    # where the description came from (set by load_cell), so checks that need both the
+    # protocol and the cell can point at the cell file's own line
+    _source: Any = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _one_size(self) -> CellSpec:
@@ -53,6 +70,12 @@ class CellSpec(BaseModel):
         if self.counter_electrode == "NaK" and self.counter_k_wt_pct is None:
             raise ValueError("a NaK counter electrode needs counter_k_wt_pct")
         return self
+
+    @property
+    def symmetric(self) -> bool:
+        """The same metal (and NaK composition) on both electrodes."""
+        return (self.anode.material == self.counter_electrode
+                and (self.anode.material == "Na" or self.anode.k_wt_pct == self.counter_k_wt_pct))
 
     @property
     def area(self) -> float:

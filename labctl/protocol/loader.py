@@ -286,6 +286,8 @@ def load_cell(path: str | Path) -> CellSpec:
     file, text = read_text_file(path)
     src = _parse(file, text)
     try:
-        return CellSpec.model_validate(to_plain(src.data))
+        cell = CellSpec.model_validate(to_plain(src.data))
     except ValidationError as exc:
         raise ProtocolError(errors_from_pydantic(exc, src, root=CellSpec)) from None
+    cell._source = src
+    return cell

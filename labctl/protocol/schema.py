@@ -51,6 +51,13 @@ E_ABS_MAX_V = 10.0
 I_ABS_MAX_MA = 500.0
 F_MIN_HZ = 10e-6
 F_MAX_HZ = 7e6
+# Physical bounds on what one step can ask for: no step of a battery test lasts a month
+# (a longer test is a repeat of steps, each recorded), and a spring-loaded frame holds tens of
+# MPa, never hundreds. A value beyond is a typo ('1e308 s') that would otherwise record for ever.
+TIME_MAX_S = 31 * 86400.0
+PRESSURE_MAX_MPA = 100.0
+#: what the database stores for a protocol's or a step's name (String(200) columns)
+NAME_MAX_CHARS = 200
 
 # Marks that let a model validator point an error at one field (see errors_from_pydantic).
 _FIELD_MARK = "\x00"
@@ -99,6 +106,12 @@ def _coerce(
         raise ValueError(f"'{q.text}' exceeds the SP-300 standard range of ±{I_ABS_MAX_MA:g} mA")
     if q.kind is Kind.FREQUENCY and not F_MIN_HZ <= q.value <= F_MAX_HZ:
         raise ValueError(f"'{q.text}' is outside the SP-300 EIS range 10 µHz – 7 MHz")
+    if q.kind is Kind.TIME and abs(q.value) > TIME_MAX_S:
+        raise ValueError(f"'{q.text}' is longer than one step may last (31 days); "
+                         "repeat a shorter step instead")
+    if q.kind is Kind.PRESSURE and abs(q.value) > PRESSURE_MAX_MPA:
+        raise ValueError(f"'{q.text}' is beyond what a cell stack takes "
+                         f"({PRESSURE_MAX_MPA:g} MPa)")
     return q
 
 
@@ -202,7 +215,7 @@ class LimitsSpec(_Model):
 
 
 class _StepSpec(_Model):
-    name: str | None = Field(default=None, min_length=1)
+    name: str | None = Field(default=None, min_length=1, max_length=NAME_MAX_CHARS - 40)
     limits: LimitsSpec | None = None
 
 
@@ -289,7 +302,7 @@ class CVSpec(_StepSpec):
     E_start: Voltage  # type: ignore[valid-type]
     vertices: list[Voltage] = Field(min_length=1)  # type: ignore[valid-type]
     scan_rate: ScanRate  # type: ignore[valid-type]
-    cycles: int = Field(default=1, ge=1)
+    cycles: int = Field(default=1, ge=1, le=10_000)
     record_dE: PositiveVoltage | None = None  # type: ignore[valid-type]
 
 
@@ -351,7 +364,7 @@ class CCDRampSpec(_StepSpec):
     increment: PositiveCurrent  # type: ignore[valid-type]
     max: PositiveCurrent  # type: ignore[valid-type]
     half_cycle: Q(Kind.TIME, Kind.CAPACITY, Kind.AREAL_CAPACITY, positive=True)  # type: ignore[valid-type]
-    cycles_per_step: int = Field(default=1, ge=1)
+    cycles_per_step: int = Field(default=1, ge=1, le=1000)
     rest: NonNegTime | None = None  # type: ignore[valid-type]
     eis_after_step: EISSpec | None = None
     E_limit: PositiveVoltage | None = None  # type: ignore[valid-type]
@@ -483,8 +496,8 @@ class ProtocolSpec(_Model):
     """A whole protocol file (schema_version 1)."""
 
     schema_version: Literal[1]
-    name: str = Field(min_length=1)
-    description: str | None = None
+    name: str = Field(min_length=1, max_length=NAME_MAX_CHARS)
+    description: str | None = Field(default=None, max_length=20_000)
     limits: LimitsSpec | None = None
     analyses: list[AnalysisName] = Field(default_factory=list)
     steps: list[Step] = Field(min_length=1)

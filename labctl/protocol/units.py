@@ -101,16 +101,18 @@ def describe_kinds(kinds: tuple[Kind, ...]) -> str:
     return _an(joined)
 
 
-def parse_quantity(value: object) -> pint.Quantity:
+def parse_quantity(value: object, hint_unit: str = "mA") -> pint.Quantity:
     """Parse '0.25 mA/cm^2' (number, then unit) into a pint quantity.
 
     The number and unit are split by hand so offset units like ``25 degC`` work and so that
-    expressions ('2*3 mA') are not evaluated: a protocol is data, not code.
+    expressions ('2*3 mA') are not evaluated: a protocol is data, not code. `hint_unit` is the
+    unit a bare number's message suggests: one of the field's own kind.
     """
     if isinstance(value, bool) or value is None:
         raise QuantityError(f"expected a quantity with a unit, got {value!r}")
     if isinstance(value, int | float):
-        raise QuantityError(f"bare number {value!r} has no unit; write e.g. '{value} mA'")
+        raise QuantityError(
+            f"bare number {value!r} has no unit; write e.g. '{value} {hint_unit}'")
     if not isinstance(value, str):
         raise QuantityError(
             f"expected a quantity such as '0.25 mA/cm^2', got {type(value).__name__}"
@@ -123,7 +125,7 @@ def parse_quantity(value: object) -> pint.Quantity:
     if not math.isfinite(magnitude):
         raise QuantityError(f"'{value}' is not a finite number")
     if not unit_text:
-        raise QuantityError(f"'{value}' has no unit; write e.g. '{number} mA'")
+        raise QuantityError(f"'{value}' has no unit; write e.g. '{number} {hint_unit}'")
     try:
         units = ureg.parse_units(unit_text.replace("²", "^2").replace("µ", "u").replace("μ", "u"))
     except Exception as exc:  # pint raises several unrelated types for bad units
@@ -144,7 +146,7 @@ def classify(q: pint.Quantity) -> Kind | None:
 
 def to_qty(value: object, *kinds: Kind) -> Qty:
     """Parse `value` and require it to be one of `kinds`; the message names both sides."""
-    q = parse_quantity(value)
+    q = parse_quantity(value, hint_unit=kinds[0].example.split(",")[0] if kinds else "mA")
     kind = classify(q)
     text = str(value).strip()
     if kind is None or (kinds and kind not in kinds):

@@ -99,7 +99,8 @@ def valid_step(draw: st.DrawFn) -> str:
         hi = draw(st.floats(min_value=lo * 1.01, max_value=7e6)) if lo * 1.01 <= 7e6 else 7e6
         return f"  - kind: eis\n    f_high: {hi} Hz\n    f_low: {lo} Hz\n"
     if kind == "pressure":
-        return f"  - kind: pressure\n    setpoint: {draw(positive)} MPa\n    tolerance: 0.5 MPa\n"
+        mpa = draw(st.floats(min_value=1e-3, max_value=100))  # a cell stack takes <= 100 MPa
+        return f"  - kind: pressure\n    setpoint: {mpa} MPa\n    tolerance: 0.5 MPa\n"
     v = draw(voltages)
     rate = draw(positive)
     return f"  - kind: cv\n    E_start: 0 V\n    vertices: [{v} V]\n    scan_rate: {rate} mV/s\n"
