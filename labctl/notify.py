@@ -20,6 +20,7 @@ import queue
 import threading
 from collections.abc import Iterable, Mapping
 
+from labctl.analysis.fit_quality import Flagged
 from labctl.engine.events import Event, EventKind, Notice, RunStatus, RunSummary, Severity
 
 log = logging.getLogger(__name__)
@@ -93,9 +94,16 @@ class Notifier:
 
 
 def run_message(run_id: int, cell: str, status: RunStatus, reason: str,
-                results: Mapping[str, float | str | None]) -> tuple[str, str, bool]:
-    """(title, body, failure) of a run's end message."""
+                results: Mapping[str, float | str | Flagged | None]) -> tuple[str, str, bool]:
+    """(title, body, failure) of a run's end message.
+
+    A value that failed its quality check (`Flagged`) is never sent: it is named as withheld,
+    without its number, so a fit the data do not determine cannot go out as a result.
+    """
     lines = [f"cell {cell}: {status.value} ({reason})"]
-    lines += [f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
-              for k, v in results.items() if v is not None]
+    good = {k: v for k, v in results.items() if v is not None and not isinstance(v, Flagged)}
+    lines += [f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in good.items()]
+    withheld = [k for k, v in results.items() if isinstance(v, Flagged)]
+    if withheld:
+        lines.append(f"withheld (failed their quality check): {', '.join(withheld)}")
     return f"run {run_id} {status.value}", "\n".join(lines), status is not RunStatus.COMPLETED

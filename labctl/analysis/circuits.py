@@ -39,7 +39,7 @@ from typing import Union
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import least_squares
+from scipy.optimize import OptimizeResult, least_squares
 
 __all__ = [
     "ELEMENTS",
@@ -47,6 +47,7 @@ __all__ = [
     "CircuitFit",
     "ElementType",
     "fit_circuit",
+    "least_squares_with_covariance",
     "zarc",
 ]
 
@@ -323,11 +324,10 @@ def fit_circuit(
         zm = c.impedance(p, f)
         return (np.concatenate([zm.real, zm.imag]) - target) / sigma
 
-    res = least_squares(
-        residual, p0, jac="2-point", bounds=(lo, hi), method="trf",
-        ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev, x_scale=x_scale,
+    res, cov = least_squares_with_covariance(
+        residual, p0, (lo, hi), ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev,
+        x_scale=x_scale,
     )
-    cov = _covariance(res.jac, 2.0 * res.cost, target.size)
     z_fit = c.impedance(res.x, f)
     return CircuitFit(
         circuit=c.spec,
@@ -344,6 +344,23 @@ def fit_circuit(
         message=str(res.message),
         nfev=int(res.nfev),
     )
+
+
+def least_squares_with_covariance(
+    residual: Callable[[FloatArray], FloatArray], p0: FloatArray,
+    bounds: tuple[FloatArray, FloatArray], *, ftol: float = 1e-13, xtol: float = 1e-8,
+    gtol: float = 1e-8, max_nfev: int = 100_000, x_scale: str | ArrayLike = 1.0,
+) -> tuple[OptimizeResult, FloatArray]:
+    """Bounded trust-region least squares and the curve_fit-style parameter covariance.
+
+    The one solver of every impedance model here (circuit strings and the ZARC
+    parametrisation of labctl.analysis.eis), so their standard errors mean the same thing.
+    """
+    res = least_squares(
+        residual, p0, jac="2-point", bounds=bounds, method="trf",
+        ftol=ftol, xtol=xtol, gtol=gtol, max_nfev=max_nfev, x_scale=x_scale,
+    )
+    return res, _covariance(res.jac, 2.0 * res.cost, res.fun.size)
 
 
 def _covariance(jac: FloatArray, chi_square: float, n_obs: int) -> FloatArray:

@@ -13,8 +13,9 @@ import numpy as np
 from sqlalchemy import Engine
 
 from labctl.analysis import cv, cycling, eis, stripping
+from labctl.analysis.fit_quality import Flagged
 from labctl.engine import ccd
-from labctl.engine.events import EventKind, StepStatus
+from labctl.engine.events import EventKind, Severity, StepStatus
 from labctl.recording.queries import (
     StepSummary,
     run_events,
@@ -24,14 +25,37 @@ from labctl.recording.queries import (
 from labctl.recording.reads_analysis import RunContext, run_context, run_points
 from labctl.recording.recorder import Recorder
 
-Results = dict[str, float | str | None]
-Row = tuple[str, float | str | None, str, int | None]
+Results = dict[str, float | str | Flagged | None]
+#: (name, value, unit, step_id[, flag_reason]): a reason that is not None flags the value
+Row = (tuple[str, float | str | None, str, int | None]
+       | tuple[str, float | str | None, str, int | None, str | None])
+_Row5 = tuple[str, float | str | None, str, int | None, str | None]
 
 
 def _store(recorder: Recorder, run_id: int, analysis: str, version: str, rows: list[Row]
            ) -> Results:
-    recorder.store_results(run_id, analysis, version, rows)
-    return {name: value for name, value, _, step_id in rows if step_id is None}
+    """Store the rows; record one event per step with flagged values; return the run-level
+    values, flagged ones as `Flagged` so no caller can present them as results."""
+    full: list[_Row5] = [r if len(r) == 5 else (*r, None) for r in rows]  # type: ignore[misc]
+    recorder.store_results(run_id, analysis, version, full)
+    _flag_events(recorder, run_id, analysis, full)
+    return {name: value if flag is None else Flagged(value, flag)
+            for name, value, _, step_id, flag in full if step_id is None}
+
+
+def _flag_events(recorder: Recorder, run_id: int, analysis: str, rows: list[_Row5]) -> None:
+    by_step: dict[int | None, list[str]] = {}
+    for name, _, _, step_id, flag in rows:
+        if flag is not None:
+            by_step.setdefault(step_id, []).append(name)
+    for step_id, names in by_step.items():
+        reasons = sorted({r[4] for r in rows if r[3] == step_id and r[4] is not None})
+        recorder.event(run_id, EventKind.NOTE,
+                       f"{analysis}: {len(names)} values flagged, not results "
+                       f"({', '.join(names[:6])}{', ...' if len(names) > 6 else ''}): "
+                       f"{reasons[0]}{' (and more)' if len(reasons) > 1 else ''}",
+                       step_id=step_id, severity=Severity.WARNING,
+                       data={"analysis": analysis, "flagged": names, "reasons": reasons})
 
 
 def _ctx(engine: Engine, run_id: int) -> RunContext:
@@ -114,31 +138,43 @@ def _eis_steps(engine: Engine, ctx: RunContext) -> list[tuple[StepSummary, np.nd
     return out
 
 
-def _drt_rows(step_id: int, f: np.ndarray, z: np.ndarray) -> tuple[list[Row], bool, float]:
-    """One spectrum's lin-KK and DRT rows; (rows, KK passed, R_electrode)."""
+def _drt_rows(step_id: int, f: np.ndarray, z: np.ndarray
+              ) -> tuple[list[Row], eis.KKResult, float]:
+    """One spectrum's lin-KK and DRT rows; (rows, the KK check, R_electrode).
+
+    On a spectrum that fails lin-KK every DRT value is flagged; a peak outside, or within half
+    a decade inside, the measured window is flagged (its position and area are set by the
+    regularisation, not by data). R_electrode, everything slower than the grain boundary, is
+    determined by the low-frequency intercept even when its split into peaks is not.
+    """
     kk = eis.kk_check(f, z)
     d = eis.drt(f, z)
     r_electrode = eis.electrode_resistance(d)
     s_id = step_id
+    kk_flag = None if kk.passed else (f"lin-KK residual {kk.max_residual:.3g} > "
+                                      f"{kk.threshold:.3g}: the spectrum is not a linear, "
+                                      "stable response")
     rows: list[Row] = [
         ("kk_valid", 1.0 if kk.passed else 0.0, "", s_id),
         ("kk_max_residual", kk.max_residual, "", s_id),
-        ("drt_R_inf_ohm", d.r_inf, "ohm", s_id),
-        ("drt_R_pol_ohm", d.r_pol, "ohm", s_id),
-        ("R_electrode_ohm", r_electrode, "ohm", s_id),
-        ("drt_n_peaks", len(d.peaks), "", s_id),
+        ("drt_R_inf_ohm", d.r_inf, "ohm", s_id, kk_flag),
+        ("drt_R_pol_ohm", d.r_pol, "ohm", s_id, kk_flag),
+        ("R_electrode_ohm", r_electrode, "ohm", s_id, kk_flag),
+        ("drt_n_peaks", len(d.peaks), "", s_id, kk_flag),
     ]
+    lo, hi = d.tau_window
     for k, p in enumerate(d.peaks, 1):
-        rows += [(f"drt_peak{k}_tau_s", p.tau, "s", s_id),
-                 (f"drt_peak{k}_R_ohm", p.resistance, "ohm", s_id)]
+        flag = kk_flag
         if p.edge_warning:
-            rows.append((f"drt_peak{k}_warning",
-                         "peak at or beyond the measured window edge: position and area "
-                         "set by regularisation, not data", "", s_id))
-    if not kk.passed:
-        rows.append(("kk_warning", f"lin-KK residual {kk.max_residual:.3g} > "
-                     f"{kk.threshold:.3g}: DRT and circuit fits not meaningful", "", s_id))
-    return rows, kk.passed, r_electrode
+            flag = "; ".join(x for x in (kk_flag, (
+                f"peak at τ = {p.tau:.2g} s is at or beyond the edge of the window the "
+                f"frequencies resolve [{lo:.2g}, {hi:.2g}] s: position and area set by "
+                "regularisation, not data")) if x)
+        rows += [(f"drt_peak{k}_tau_s", p.tau, "s", s_id, flag),
+                 (f"drt_peak{k}_R_ohm", p.resistance, "ohm", s_id, flag)]
+    if kk_flag is not None:
+        rows.append(("kk_warning", f"{kk_flag}: DRT and circuit fits not meaningful", "", s_id))
+    return rows, kk, r_electrode
 
 
 def analyze_drt_step(engine: Engine, recorder: Recorder, run_id: int, step_id: int) -> None:
@@ -159,9 +195,9 @@ def analyze_drt(engine: Engine, recorder: Recorder, run_id: int) -> Results:
     electrode: list[float] = []
     n_invalid = 0
     for s, f, z in _eis_steps(engine, ctx):
-        step_rows, passed, r_electrode = _drt_rows(s.id, f, z)
+        step_rows, kk, r_electrode = _drt_rows(s.id, f, z)
         rows += step_rows
-        n_invalid += not passed
+        n_invalid += not kk.passed
         electrode.append(r_electrode)
     rows += [("drt_spectra", len(electrode), "", None),
              ("kk_invalid_spectra", n_invalid, "", None)]
@@ -171,31 +207,53 @@ def analyze_drt(engine: Engine, recorder: Recorder, run_id: int) -> Results:
     return _store(recorder, run_id, "drt", eis.VERSION, rows)
 
 
+def _arc_rows(arc: eis.Arc, step_id: int) -> list[Row]:
+    """An arc's values and standard errors, all carrying the arc's flag."""
+    rows: list[Row] = [(f"R_{arc.name}_ohm", arc.R_ohm, "ohm", step_id, arc.flag),
+                       (f"R_{arc.name}_std_ohm", arc.R_std_ohm, "ohm", step_id, arc.flag)]
+    if np.isfinite(arc.tau_s):
+        rows += [(f"tau_{arc.name}_s", arc.tau_s, "s", step_id, arc.flag),
+                 (f"tau_{arc.name}_std_s", arc.tau_std_s, "s", step_id, arc.flag),
+                 (f"alpha_{arc.name}", arc.alpha, "", step_id, arc.flag),
+                 (f"alpha_{arc.name}_std", arc.alpha_std, "", step_id, arc.flag)]
+    return rows
+
+
 def analyze_circuit(engine: Engine, recorder: Recorder, run_id: int) -> Results:
-    """Per EIS step: the paper's circuit, R values with standard errors; R_int_ohm per step."""
+    """Per EIS step: the paper's circuit with standard errors and a quality per value.
+
+    R∞ and R_GB come from the model the spectrum determines (eis.CircuitResult.model); the
+    SnO2/interface split is stored flagged when it is not identifiable, and R_SnO2_plus_int, the
+    identifiable combination, beside it. Run level: first and last R_int and R_SnO2_plus_int,
+    flagged when their spectrum's value is.
+    """
     ctx = _ctx(engine, run_id)
     rows: list[Row] = []
-    r_int: list[float] = []
+    r_int: list[eis.Arc] = []
+    r_el: list[eis.Arc] = []
     for s, f, z in _eis_steps(engine, ctx):
         if f.size < 11:  # 10 parameters
             continue
-        c = eis.fit_paper_circuit(f, z)
-        rows += [("R0_ohm", c.R0_ohm, "ohm", s.id), ("R0_std_ohm", c.R0_std_ohm, "ohm", s.id),
-                 ("circuit_chi_square", c.chi_square, "", s.id),
-                 ("circuit_converged", 1.0 if c.success else 0.0, "", s.id)]
-        for arc in c.arcs:
-            rows += [(f"R_{arc.name}_ohm", arc.R_ohm, "ohm", s.id),
-                     (f"R_{arc.name}_std_ohm", arc.R_std_ohm, "ohm", s.id),
-                     (f"tau_{arc.name}_s", arc.tau_s, "s", s.id),
-                     (f"alpha_{arc.name}", arc.alpha, "", s.id)]
-        # SnO2 (~1e-3 s) and interface arcs overlap in τ; their sum is well determined even
-        # when the split is not (see the std errors), so it is stored as well.
-        rows.append(("R_SnO2_plus_int_ohm", c.arcs[1].R_ohm + c.arcs[2].R_ohm, "ohm", s.id))
-        r_int.append(c.arcs[-1].R_ohm)
+        d = eis.drt(f, z)
+        c = eis.fit_paper_circuit(f, z, d, eis.kk_check(f, z))
+        model = c.model
+        rows += [("R0_ohm", model.R0_ohm, "ohm", s.id, model.R0_flag),
+                 ("R0_std_ohm", model.R0_std_ohm, "ohm", s.id, model.R0_flag),
+                 ("circuit_chi_square", model.chi_square, "", s.id),
+                 ("circuit_identifiable", 1.0 if c.identifiable else 0.0, "", s.id)]
+        rows += _arc_rows(model.arcs[0], s.id)  # GB
+        for arc in c.paper.arcs[1:]:
+            rows += _arc_rows(arc, s.id)
+        rows += _arc_rows(c.electrode, s.id)
+        if c.note:
+            rows.append(("circuit_note", c.note, "", s.id))
+        r_int.append(c.paper.arcs[-1])
+        r_el.append(c.electrode)
     rows.append(("circuit_spectra", len(r_int), "", None))
-    if r_int:
-        rows += [("R_int_first_ohm", r_int[0], "ohm", None),
-                 ("R_int_last_ohm", r_int[-1], "ohm", None)]
+    for label, arcs in (("R_int", r_int), ("R_SnO2_plus_int", r_el)):
+        if arcs:
+            rows += [(f"{label}_first_ohm", arcs[0].R_ohm, "ohm", None, arcs[0].flag),
+                     (f"{label}_last_ohm", arcs[-1].R_ohm, "ohm", None, arcs[-1].flag)]
     return _store(recorder, run_id, "circuit", eis.VERSION, rows)
 
 

@@ -106,8 +106,62 @@ def test_drt_and_circuit_on_insitu_eis(runs: dict[str, tuple[str, int]]) -> None
     r_sum = np.array(circ["R_SnO2_plus_int_ohm"], dtype=float)
     assert np.all(np.diff(r_sum) > 0)
     assert len(circ["R_int_ohm"]) == len(circ["R_int_std_ohm"]) == 5
-    assert circ["R_int_ohm"][-1] > circ["R_int_ohm"][0]
+    # the twin's SnO2 (1 ms) and interface (2 ms) arcs overlap: the split is not identifiable,
+    # so R_int is stored flagged and the sum above is the reported trend (issue 11)
+    assert circ["circuit_identifiable"] == [0.0] * 5 and len(circ["circuit_note"]) == 5
     assert all(40 < r < 60 for r in circ["R_GB_ohm"])  # sim: R_GB 15 Ω cm² / 0.283 cm² = 53 Ω
+
+
+def _std_name(name: str) -> str:
+    """The row holding a fitted value's standard error: R_x_ohm -> R_x_std_ohm, etc."""
+    for unit in ("_ohm", "_s"):
+        if name.endswith(unit):
+            return name[: -len(unit)] + "_std" + unit
+    return name + "_std"
+
+
+def test_no_fit_flagged_good_is_undetermined_on_the_twins_runs(
+        runs: dict[str, tuple[str, int]]) -> None:
+    """Issue 11: on the in-situ EIS and CCD runs, every fitted value stored as good has a
+    relative standard error in [1e-6, 100 %] and a τ within a decade of the measured window
+    (the checks fit_quality makes); the SnO2/interface split is flagged where the twin's arcs
+    overlap, and the flagged values are recorded in events and never returned as results."""
+    from sqlalchemy import select
+
+    from labctl.analysis.fit_quality import Flagged
+    from labctl.recording import models as m
+
+    for which in ("insitu", "ccd"):
+        url, rid = runs[which]
+        engine = open_database(url)
+        res = analyze_run(engine, Recorder(engine), rid, ["drt", "circuit"])
+        with engine.connect() as conn:
+            rows = conn.execute(select(m.Result.step_id, m.Result.name, m.Result.value,
+                                       m.Result.flagged, m.Result.flag_reason).where(
+                m.Result.run_id == rid, m.Result.analysis == "circuit")).all()
+            notes = conn.scalars(select(m.Event.message).where(
+                m.Event.run_id == rid, m.Event.kind == "note")).all()
+            spectra = conn.execute(select(m.EisPoint.step_id, m.EisPoint.frequency_Hz).join(
+                m.Step, m.Step.id == m.EisPoint.step_id).where(m.Step.run_id == rid)).all()
+        f = np.array([fr for _, fr in spectra])
+        window = (1 / (2 * np.pi * f.max()), 1 / (2 * np.pi * f.min()))
+        by = {(r.step_id, r.name): r for r in rows}
+        checked = 0
+        for (step, name), r in by.items():
+            if step is None or r.flagged or "_std" in name or r.value is None:
+                continue
+            std = by.get((step, _std_name(name)))
+            if std is not None and r.value:
+                assert 1e-6 <= std.value / abs(r.value) <= 1.0, (which, step, name)
+                checked += 1
+            if name.startswith("tau_"):
+                assert window[0] / 10 <= r.value <= window[1] * 10, (which, step, name)
+        assert checked > 0
+        flagged = [r for r in rows if r.flagged]
+        assert flagged and all(r.flag_reason for r in flagged)
+        assert any("circuit:" in n and "flagged" in n for n in notes)
+        assert isinstance(res["R_int_first_ohm"], Flagged)  # the twin's split is not separable
+        assert isinstance(res["R_SnO2_plus_int_first_ohm"], float)
 
 
 def test_critical_stripping_cycling_and_cv(runs: dict[str, tuple[str, int]]) -> None:
