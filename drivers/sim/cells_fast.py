@@ -139,6 +139,72 @@ class SimulatedCell(PerStepCell):
         """`_v_ion_scalar` over a chunk's arrays of areas and potentials."""
         return self._stack_voltage(np.arcsinh, j, A1, A2, E1, E2)
 
+    # ------------------------------------------------------------------ potentiostatic samples
+    def _invert_voltage(self, V: float) -> float:
+        """The reference's `_invert_voltage` (same bracket, same brentq, same residual values),
+        with what cannot change during one solve taken out of the residual.
+
+        A simulated SP-300 under potential control (CA, CV, PEIS at a DC level) solves the cell
+        current once per sample, and brentq evaluates the residual ~9 times per solve. The
+        reference recomputes both open-circuit potentials and the composition terms of both
+        areas at every evaluation although they depend on q, φ and T only, which a solve does
+        not move; here they are computed once, and the evaluation keeps only what depends on
+        the trial current (the NaK blocking term and the stack voltage), with the reference's
+        operations in the reference's order, so every residual, and so the root, is the
+        reference's to the bit. tests/sim/test_cells_fast_solve.py holds the two together.
+        """
+        if self._force_slow:
+            return super()._invert_voltage(V)
+        p = self.params
+        q, phi = self.q, self.phi
+        area_of = (self._area_of_current(0, q[0], phi[0]), self._area_of_current(1, q[1], phi[1]))
+        dE = self._ocv_scalar(0, q[0]) - self._ocv_scalar(1, q[1])
+        b = 2.0 * self._RT_F
+        Rc = p.R_c * 1e-3
+        c1 = 2.0 * self._j0[0]
+        c2 = 2.0 * self._j0[1]
+        R_ohm = self.R_ohm
+        asinh = math.asinh
+        area1, area2 = area_of
+
+        def residual(j: float) -> float:
+            A1 = area1(j)
+            A2 = area2(-j)
+            eta1 = b * asinh(j / (c1 * A1)) + j * Rc * (1.0 / A1 - 1.0)
+            eta2 = b * asinh(j / (c2 * A2)) + j * Rc * (1.0 / A2 - 1.0)
+            return dE + j * R_ohm * 1e-3 + eta1 + eta2 - V
+
+        return self._bracket_root(residual, 1.0)
+
+    def _area_of_current(self, i: int, q: float, phi: float) -> Any:
+        """`_area_scalar(i, q, phi, j_local)` as a function of j_local alone, for a state that
+        does not change: the composition, de-wetting and void factors computed once."""
+        e = self._el[i]
+        p = self.params
+        floor = p.area_floor
+        if not e.is_nak:
+            A0 = max(1.0 - phi, floor)
+            return lambda _j: A0
+        w = self._composition_scalar(e, q)
+        kappa = p.kappa
+        wmax, wmin = self._w_max, self._w_min
+        k_span = max(1.0 - wmax, 1e-9)
+        na_span = max(wmin, 1e-9)
+        full = p.solid_fraction_full_block
+        span = wmax - e.w0
+        x = min(1.0, max(0.0, (w - e.w0) / span)) if span > 1e-9 else float(w > e.w0)
+        d = p.dewet_max * x * x
+        base = (1.0 - phi) * (1.0 - d)
+
+        def area(j_local: float) -> float:
+            w_i = w + kappa * j_local
+            fs_k = max(0.0, (w_i - wmax) / k_span)
+            fs_na = max(0.0, (wmin - w_i) / na_span)
+            theta = min(0.999, (fs_k + fs_na) / full)
+            return max(base * (1.0 - theta), floor)
+
+        return area
+
     # ------------------------------------------------------------------ closed-form chunks
     def _fast_eligible(self, j: float) -> bool:
         if self._force_slow:

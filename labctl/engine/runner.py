@@ -160,6 +160,12 @@ def _apply(ctx: ChannelContext, sched: Scheduler, action: OperatorAction | None)
         tell(action, "resumed")
 
 
+def _paused_flag(ctx: ChannelContext) -> Callable[[], bool]:
+    """Whether `ctx`'s run is paused now (the scheduler keeps a virtual clock at wall speed
+    while every run on it is)."""
+    return lambda: ctx.paused
+
+
 def run_protocol(
     work: list[tuple[ChannelContext, ResolvedProtocol]],
     controls: Controls | None = None,
@@ -172,7 +178,8 @@ def run_protocol(
     """
     contexts = [ctx for ctx, _ in work]
     sched = Scheduler(contexts[0].clock, housekeeping_interval_s=housekeeping_interval_s)
-    jobs = [sched.add(ctx.run_id, _tracked(ctx, protocol)) for ctx, protocol in work]
+    jobs = [sched.add(ctx.run_id, _tracked(ctx, protocol), paused=_paused_flag(ctx))
+            for ctx, protocol in work]
     sched.housekeeping = _housekeeping(contexts, jobs, sched, controls)
     interrupted: KeyboardInterrupt | None = None  # Ctrl-C, or a stop signal (its reason)
     fatal: Exception | None = None

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,7 @@ steps:
   - kind: galvanostatic
     name: long strip
     current: 0.05 mA/cm^2
-    duration: 2000 h
+    duration: 700 h
     record:
       every: 60 s
 """
@@ -56,7 +57,7 @@ def _assert_aborted_mid_step(engine: Engine, run_id: int) -> None:
     strip = steps["long strip"]
     assert strip.status == "aborted"
     assert strip.n_points > 0, "the abort should land while the step is recording"
-    assert strip.t_end_s is not None and strip.t_end_s < 2000 * 3600
+    assert strip.t_end_s is not None and strip.t_end_s < 700 * 3600
     events = run_events(engine, run_id)
     assert any(e.kind == "safe_state" and e.message.startswith("channel off") for e in events)
 
@@ -186,19 +187,25 @@ def test_sigint_to_labctl_run_exits_130_with_one_line(sigint_run: Interrupted) -
 
 
 def test_pause_then_resume_mid_galvanostatic_step(db_url: str) -> None:
-    """Paused: channel off, no points; resumed: the step still passes exactly its capacity."""
+    """Paused: channel off, no points; resumed: the step still passes exactly its capacity.
+
+    On the simulated bench's virtual clock a pause lasts as long in run time as it does for
+    the operator (here about half a wall second), not as far as the clock could jump."""
     rig = make_rig(db_url, EquivalentCircuitCell(area_cm2=0.5, noise_V=0.001, seed=3))
     capacity_mAh, current_mA = 0.5, 1.0  # 30 min of current
     off_while_paused: list[bool] = []
-    pause_at, resume_at = 700.0, 4300.0
+    pause_at, pause_wall_s = 700.0, 0.5
+    paused_since: list[float] = []  # wall time the engine was first seen paused
 
     def operator(r: Rig) -> None:
         t = r.ctx.run_time()
-        if pause_at <= t < resume_at and not r.ctx.paused and not off_while_paused:
+        if pause_at <= t and not r.ctx.paused and not off_while_paused:
             r.recorder.request_control(r.run_id, "pause")
         elif r.ctx.paused:
             off_while_paused.append(r.channel_off())
-            if t >= resume_at:
+            if not paused_since:
+                paused_since.append(time.monotonic())
+            elif time.monotonic() - paused_since[0] >= pause_wall_s:
                 r.recorder.request_control(r.run_id, "resume")
 
     out = rig.run([rs.Galvanostatic("capacity step", current_mA=current_mA,
@@ -214,12 +221,76 @@ def test_pause_then_resume_mid_galvanostatic_step(db_url: str) -> None:
     one_sample_mAh = current_mA * 1.0 / 3600
     assert abs(pts["Q_mAh"][-1] - capacity_mAh) <= one_sample_mAh
     # points are stamped in run time: strictly increasing, with the pause as a gap in them
+    # of its own length (plus at most a poll and a record interval), not of days
     t = pts["t_s"]
     assert np.all(np.diff(t) > 0)
-    gap = np.diff(t).max()
-    assert gap >= resume_at - pause_at - 10
-    assert not np.any((t > pause_at + 5) & (t < resume_at - 5))
+    k = int(np.argmax(np.diff(t)))
+    assert pause_at - 1 <= t[k] <= pause_at + rig.ctx.poll_interval_s + 1
+    assert pause_wall_s <= t[k + 1] - t[k] <= pause_wall_s + rig.ctx.poll_interval_s + 2.0
     assert step.t_end_s == pytest.approx(t[-1], abs=1.0)
+    assert step.t_end_s < 1800 + pause_at  # 30 min of current and a short pause
     kinds = [(e.kind, e.message) for e in run_events(rig.engine, rig.run_id)]
     assert ("operator", "paused") in kinds and ("operator", "resumed") in kinds
     assert get_run(rig.engine, rig.run_id).status == "completed"
+
+
+def test_pause_and_resume_of_a_simulated_run_keep_its_time_axis(tmp_path: Path,
+                                                                 db_url: str) -> None:
+    """`labctl pause` / `labctl resume` from another connection to a `--sim` run (the launch
+    path, the built-in simulated station): the recorded time has no gap beyond the pause
+    itself. Before, the paused run's virtual clock ran free and the time axis jumped by
+    hundreds of thousands of hours."""
+    protocol = write_protocol(tmp_path, LONG_STEP.replace("700 h", "100 h")
+                              .replace("every: 60 s", "every: 1 s"))
+    pause_wall_s = 1.5
+    timeline: dict[str, float] = {}
+
+    def operator_elsewhere(event: Event) -> None:
+        if not isinstance(event, RunStarted):
+            return
+        run_id = event.run_id
+
+        def act() -> None:
+            other = open_database(db_url)  # its own engine, as a second process would have
+            rec = Recorder(other)
+
+            def wait_for(ok: Callable[[], bool]) -> None:
+                deadline = time.monotonic() + 60
+                while not ok():
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+
+            def strip_points() -> int:
+                return sum(s.n_points for s in run_steps(other, run_id) if s.name == "long strip")
+
+            wait_for(lambda: strip_points() > 0)
+            rec.request_control(run_id, "pause")
+            wait_for(lambda: get_run(other, run_id).status == "paused")
+            timeline["paused"] = time.monotonic()
+            time.sleep(pause_wall_s)
+            rec.request_control(run_id, "resume")
+            wait_for(lambda: get_run(other, run_id).status == "running")
+            timeline["resumed"] = time.monotonic()
+            n = strip_points()
+            wait_for(lambda: strip_points() > n + 100)  # well under way again
+            rec.request_control(run_id, "abort")
+
+        threading.Thread(target=act, daemon=True).start()
+
+    result = launch(protocol, [CELLS / "na_symmetric.yaml"], sim=True, db_url=db_url,
+                    subscribers=[operator_elsewhere])
+    (out,) = result.outcomes
+    assert out.status is RunStatus.ABORTED and out.end_reason == "aborted by operator"
+    engine = open_database(db_url)
+    strip = next(s for s in run_steps(engine, out.run_id) if s.name == "long strip")
+    t = step_points(engine, [strip.id])["t_s"]
+    gaps = np.diff(t)
+    assert np.all(gaps > 0)
+    # one gap: the pause, as long as it lasted for the operator (its ends are seen within a
+    # housekeeping second each, and records are 1 s apart); every other gap one record
+    paused_wall = timeline["resumed"] - timeline["paused"]
+    k = int(np.argmax(gaps))
+    assert pause_wall_s - 1.0 <= gaps[k] <= paused_wall + 2 * 1.0 + 1.0 + 0.5, gaps[k]
+    assert np.all(np.delete(gaps, k) <= 1.001)  # the timebase rounds 1 s records
+    kinds = [(e.kind, e.message) for e in run_events(engine, out.run_id)]
+    assert ("operator", "paused") in kinds and ("operator", "resumed") in kinds
