@@ -211,6 +211,7 @@ def _run_on(station: Station, prepared: list[PreparedRun], engine: Engine,
     bus.subscribe(JournalSink(journal, sink), name="journal")
     for sub in (*subscribers, *([notifier] if notifier is not None else [])):
         bus.subscribe(sub)
+    contexts: list[ChannelContext] = []
     try:
         contexts = _open_runs(prepared, station, recorder, bus, operator, seed)
         _end_if_stopping(recorder, [c.run_id for c in contexts])
@@ -234,12 +235,25 @@ def _run_on(station: Station, prepared: list[PreparedRun], engine: Engine,
         interrupts.raise_if_stopping()  # arrived after the runs ended: their records stand
     finally:
         stopping = interrupts.stop_requested() is not None
+        if stopping and not sink.failed:
+            _note_deferred_stop(recorder, [c.run_id for c in contexts])
         if journal.entries:  # the database failed: write the runs' endings if it is back
             journal.settle(engine, JOURNAL_SETTLE_ON_STOP_S if stopping else JOURNAL_SETTLE_S)
         journal.close()
         if notifier is not None:  # deliver what is queued before the process may exit
             notifier.close(NOTIFY_CLOSE_ON_STOP_S if stopping else NOTIFY_CLOSE_S)
     return result
+
+
+def _note_deferred_stop(recorder: Recorder, run_ids: list[int]) -> None:
+    """Say, on each run, that its stop signal arrived inside a database write and waited for
+    it (recorded after the channels were switched off, never before)."""
+    stop = interrupts.stop_requested()
+    if stop is None or not interrupts.arrived_during_write():
+        return
+    for run_id in run_ids:
+        recorder.event(run_id, EventKind.NOTE, f"{stop.name} arrived during a database write; "
+                       "acted on once the write was done")
 
 
 def _end_if_stopping(recorder: Recorder, run_ids: list[int]) -> None:
