@@ -14,7 +14,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, Integer, cast, func, select
+from sqlalchemy import Engine, Integer, cast, func, literal, select
 
 from labctl.recording import models as m
 from labctl.recording.queries import RunSummary, _run_summaries
@@ -27,15 +27,6 @@ LIVE_STATUSES = ("running", "paused")
 class LastValue:
     """The newest recorded point of a run."""
 
-    point_id: int
-    t_s: float
-    E_V: float
-    I_mA: float
-    P_MPa: float | None
-
-
-@dataclass(frozen=True)
-class TracePoint:
     point_id: int
     t_s: float
     E_V: float
@@ -61,6 +52,9 @@ class Trace:
     I_hi: list[float] = field(default_factory=list)
     P_lo: list[float | None] = field(default_factory=list)
     P_hi: list[float | None] = field(default_factory=list)
+    count: list[int] = field(default_factory=list)
+    index: list[int] = field(default_factory=list)  # each bucket's number from t0
+    t0: float = 0.0
     n_points: int = 0
     last_point_id: int = 0
 
@@ -161,17 +155,23 @@ def run_trace(engine: Engine, run_id: int, buckets: int = 1000) -> Trace:
         bucket = (func.floor(offset) if engine.dialect.name == "postgresql"
                   else cast(offset, Integer)).label("b")
         p = m.Point
+        # PostgreSQL keeps a NaN (SQLite stores it as NULL) and orders it above every number,
+        # so a missing pressure would become the bucket's max: read it as NULL there too
+        E, I, P = ((func.nullif(c, literal(float("nan"))) if engine.dialect.name == "postgresql"
+                    else c) for c in (p.E_V, p.I_mA, p.P_MPa))
         stmt = (
-            select(bucket, func.min(p.t_s), func.max(p.t_s), func.min(p.E_V), func.max(p.E_V),
-                   func.min(p.I_mA), func.max(p.I_mA), func.min(p.P_MPa), func.max(p.P_MPa),
+            select(bucket, func.min(p.t_s), func.max(p.t_s), func.min(E), func.max(E),
+                   func.min(I), func.max(I), func.min(P), func.max(P),
                    func.count(), func.max(p.id))
             .where(p.step_id.in_(_run_steps(run_id)))
             .group_by(bucket)
             .order_by(bucket)
         )
         rows = conn.execute(stmt).all()
-    trace = Trace(bucket_s=width)
+    trace = Trace(bucket_s=width, t0=t0)
     for row in rows:
+        trace.index.append(int(row[0]))
+        trace.count.append(int(row[9]))
         trace.t_lo.append(row[1])
         trace.t_hi.append(row[2])
         trace.E_lo.append(row[3])
@@ -185,8 +185,11 @@ def run_trace(engine: Engine, run_id: int, buckets: int = 1000) -> Trace:
     return trace
 
 
-def points_after(engine: Engine, run_id: int, after_id: int, limit: int = 2000) -> list[TracePoint]:
-    """The run's points recorded after point `after_id`, oldest first, at most `limit`."""
+def points_after(engine: Engine, run_id: int, after_id: int,
+                 limit: int = 100_000) -> list[tuple[int, float, float, float, float | None]]:
+    """The run's points recorded after point `after_id`, oldest first, at most `limit`, as
+    (id, t_s, E_V, I_mA, P_MPa) tuples straight from the DBAPI cursor (a live display turns
+    them into JSON or numpy at once; Row objects would only cost time)."""
     p = m.Point
     stmt = (
         select(p.id, p.t_s, p.E_V, p.I_mA, p.P_MPa)
@@ -195,7 +198,7 @@ def points_after(engine: Engine, run_id: int, after_id: int, limit: int = 2000) 
         .limit(limit)
     )
     with engine.connect() as conn:
-        return [TracePoint(*row) for row in conn.execute(stmt).all()]
+        return [tuple(row) for row in conn.execute(stmt).all()]  # type: ignore[misc]
 
 
 def events_after(engine: Engine, run_id: int, after_id: int = 0) -> list[EventRow]:

@@ -10,11 +10,11 @@ and the database is the one place they all meet. The only write is an operator r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import threading
 from collections.abc import AsyncIterator
-from dataclasses import asdict
 from importlib import resources
 from typing import Any
 
@@ -37,15 +37,20 @@ from labctl.recording.live_reads import (
     points_after,
     results_with_quality,
     run_status,
-    run_trace,
+    runs_by_status,
 )
 from labctl.recording.queries import get_run, run_steps
 from labctl.recording.recorder import Recorder
 from labctl.web import views
 from labctl.web.security import SESSION_COOKIE, Guard, Refusal
+from labctl.web.trace_cache import TraceCache
 
 #: Buckets of a run page's trace: about one per horizontal pixel of a wide chart.
 TRACE_BUCKETS = 1200
+#: Runs whose traces are prepared at start-up: the live ones and this many recent others.
+WARM_RUNS = 20
+#: At most this many new points per message of a run page's stream (the rest follow at once).
+STREAM_POINTS = 5000
 #: How often a live stream looks for new rows (the run's own poll is 1 s on a real station).
 POLL_S = 0.5
 OPERATOR_ACTIONS = ("pause", "resume", "abort")
@@ -72,6 +77,14 @@ class Dashboard:
         self.poll_s = poll_s
         self.recorder = Recorder(engine)
         self.env = _templates()
+        self.traces = TraceCache(engine, TRACE_BUCKETS)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """At start-up, prepare the traces of the runs the overview lists, in the background."""
+        grouped = await self.read(runs_by_status, WARM_RUNS)
+        self.traces.warm([r.id for runs in grouped.values() for r in runs])
+        yield
 
     async def read(self, fn: Any, *args: Any) -> Any:
         return await anyio.to_thread.run_sync(fn, self.engine, *args)
@@ -114,15 +127,9 @@ class Dashboard:
     # ---- data --------------------------------------------------------------------------------
     async def trace(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
-        try:
-            buckets = int(request.query_params.get("buckets", TRACE_BUCKETS))
-        except ValueError:
-            raise HTTPException(400, "buckets must be a whole number") from None
-        if not 1 <= buckets <= 20_000:
-            raise HTTPException(400, "buckets must be between 1 and 20000")
         if await self.read(get_run, run_id) is None:
             raise HTTPException(404, f"no run {run_id} in this database")
-        return JSONResponse(asdict(await self.read(run_trace, run_id, buckets)))
+        return JSONResponse(await anyio.to_thread.run_sync(self.traces.trace, run_id))
 
     async def figure(self, request: Request) -> Response:
         run_id, kind, fmt = (request.path_params[k] for k in ("run_id", "kind", "fmt"))
@@ -172,11 +179,13 @@ class Dashboard:
             nonlocal after_point, after_event
             sent = None
             while True:
-                points = await self.read(points_after, run_id, after_point)
+                points = await self.read(points_after, run_id, after_point, STREAM_POINTS)
                 if points:
-                    after_point = points[-1].point_id
+                    after_point = points[-1][0]
                     yield {"event": "points", "data": json.dumps(
-                        [[p.point_id, p.t_s, p.E_V, p.I_mA, p.P_MPa] for p in points])}
+                        [[None if v != v else v for v in row] for row in points])}  # NaN: null
+                    if len(points) == STREAM_POINTS:
+                        continue  # more are waiting: send them before sleeping
                 events = await self.read(events_after, run_id, after_event)
                 if events:
                     after_event = events[-1].id
@@ -258,4 +267,5 @@ def create_app(engine: Any, guard: Guard, poll_s: float = POLL_S) -> Starlette:
         Route("/sign-out", d.sign_out, methods=["POST"]),
         Mount("/static", static, name="static"),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error},
+                     lifespan=d.lifespan)

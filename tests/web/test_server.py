@@ -1,0 +1,142 @@
+"""`labctl serve` as a process, over HTTP (httpx): where it listens, what it refuses, and that
+an accepted operator request is the same row write as `labctl pause`."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+
+import httpx
+import pytest
+
+from labctl.recording.database import open_database
+from labctl.recording.live_reads import run_status
+from labctl.recording.recorder import Recorder
+from labctl.web.security import SESSION_COOKIE
+from tests.web.conftest import _LABCTL, ROOT, TOKEN
+
+CELL = {"id": "web-cell", "anode": {"material": "Na"}, "area_cm2_resolved": 0.283}
+
+
+@pytest.fixture
+def live_run(web_db: str) -> int:
+    """A run row that is running (as a launch in another process would leave it)."""
+    engine = open_database(web_db)
+    rec = Recorder(engine)
+    run = rec.start_run(cell=CELL, protocol_name="p", protocol_text="p", protocol_sha256="p",
+                        schema_version=1, station="test", simulated=True, operator=None,
+                        labctl_version="test")
+    engine.dispose()
+    return run
+
+
+def _signed_in(client: httpx.Client, base: str) -> None:
+    r = client.post(base + "/sign-in", data={"token": TOKEN, "next": "/"},
+                    headers={"Origin": base})
+    assert r.status_code == 303
+    cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert TOKEN.lower() not in cookie  # the cookie is a MAC, never the token
+
+
+def _csrf(client: httpx.Client, base: str, run: int) -> str:
+    page = client.get(f"{base}/runs/{run}").text
+    found = re.search(r'"X-CSRF-Token": "([0-9a-f]+)"', page)
+    assert found, "a signed-in run page carries the form token"
+    return found.group(1)
+
+
+def test_listens_on_localhost_unless_told(serve, web_db: str) -> None:
+    base = serve()
+    assert base.startswith("http://127.0.0.1:")
+    assert httpx.get(base + "/").status_code == 200
+
+
+def test_a_busy_port_is_one_line_and_exit_1(web_db: str) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        proc = subprocess.run([*_LABCTL, "serve", "--db", web_db, "--port", str(port)],
+                              capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0 and "cannot listen" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_an_empty_token_file_is_refused(web_db: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    empty = tmp_path / "token"
+    empty.write_text("\n")
+    proc = subprocess.run([*_LABCTL, "serve", "--db", web_db, "--token-file", str(empty)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 2 and "is empty" in proc.stderr
+
+
+def test_requests_that_change_state_are_guarded(serve, live_run: int, web_db: str) -> None:
+    base = serve()
+    url = f"{base}/runs/{live_run}/control"
+    engine = open_database(web_db)
+    with httpx.Client() as client:
+        # not signed in
+        assert client.post(url, data={"action": "pause"}, headers={"Origin": base}
+                           ).status_code == 401
+        # wrong token
+        r = client.post(base + "/sign-in", data={"token": "guess"}, headers={"Origin": base})
+        assert r.status_code == 403 and SESSION_COOKIE not in r.headers.get("set-cookie", "")
+        _signed_in(client, base)
+        csrf = _csrf(client, base, live_run)
+        # signed in, but from another site's page, or from no page at all
+        for origin in ({"Origin": "http://evil.example"}, {"Referer": "http://evil.example/x"},
+                       {}):
+            r = client.post(url, data={"action": "pause", "csrf": csrf}, headers=origin)
+            assert r.status_code == 403 and "own page" in r.text, origin
+        # signed in, own origin, but without the form token
+        r = client.post(url, data={"action": "pause"}, headers={"Origin": base})
+        assert r.status_code == 403 and "form token" in r.text
+        # nothing was written by any of those
+        assert run_status(engine, live_run) == ("running", None, None)
+        # an unknown action is refused before anything is written
+        r = client.post(url, data={"action": "explode", "csrf": csrf}, headers={"Origin": base})
+        assert r.status_code == 400
+        r = client.post(url, data={"action": "pause"},
+                        headers={"Origin": base, "X-CSRF-Token": csrf})
+        assert r.status_code == 200 and "pause requested" in r.text
+    assert run_status(engine, live_run) == ("running", None, "pause")
+    engine.dispose()
+
+
+def test_a_script_may_use_the_token_as_a_bearer(serve, live_run: int, web_db: str) -> None:
+    base = serve()
+    url = f"{base}/runs/{live_run}/control"
+    assert httpx.post(url, data={"action": "abort"},
+                      headers={"Authorization": "Bearer wrong"}).status_code == 401
+    r = httpx.post(url, data={"action": "abort"}, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200
+    engine = open_database(web_db)
+    assert run_status(engine, live_run)[2] == "abort"
+    engine.dispose()
+
+
+def test_a_finished_run_takes_no_request(serve, live_run: int, web_db: str) -> None:
+    engine = open_database(web_db)
+    Recorder(engine).end_run(live_run, "completed", "all steps done")
+    base = serve()
+    r = httpx.post(f"{base}/runs/{live_run}/control", data={"action": "pause"},
+                   headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 409 and "not running" in r.text
+    assert run_status(engine, live_run) == ("completed", "all steps done", None)
+    engine.dispose()
+
+
+def test_pages_and_data_of_a_run(serve, live_run: int, web_db: str) -> None:
+    base = serve(token=None)
+    assert httpx.get(f"{base}/runs/{live_run}").status_code == 200
+    assert httpx.get(f"{base}/runs/{live_run}/trace.json").json()["n_points"] == 0
+    assert httpx.get(f"{base}/runs/999").status_code == 404
+    assert httpx.get(f"{base}/runs/999/trace.json").status_code == 404
+    r = httpx.get(f"{base}/runs/{live_run}/figures/voltage.jpeg")
+    assert r.status_code == 404
+    for vendored in ("htmx-2.0.11.min.js", "htmx-ext-sse-2.2.4.min.js", "uPlot-1.6.32.iife.min.js",
+                     "htmx.LICENSE", "uPlot.LICENSE"):
+        assert httpx.get(f"{base}/static/vendor/{vendored}").status_code == 200, vendored
