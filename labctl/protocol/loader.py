@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from labctl.protocol import semantics
 from labctl.protocol.bounded import read_bounded
 from labctl.protocol.cell import CellSpec
 from labctl.protocol.errors import LocatedError, PathElem, ProtocolError, did_you_mean
@@ -180,8 +181,11 @@ def parse_protocol_text(file: str, text: str) -> ProtocolDocument:
         spec=spec,
         source=src,
     )
-    errors: list[LocatedError] = []
-    expand(doc, errors)
+    errors = semantics.expansion_errors(doc)  # before expanding: nested repeats multiply
+    if errors:
+        raise ProtocolError(errors)
+    expanded = expand(doc, errors)
+    errors += semantics.limit_errors(doc, expanded)
     if errors:
         raise ProtocolError(errors)
     return doc

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from labctl.protocol import semantics
 from labctl.protocol.cell import CellSpec
 from labctl.protocol.errors import LocatedError, PathElem, ProtocolError
 from labctl.protocol.loader import ExpandedStep, ProtocolDocument, expand
@@ -30,6 +31,7 @@ from labctl.protocol.resolved import (
 )
 from labctl.protocol.schema import (
     I_ABS_MAX_MA,
+    NAME_MAX_CHARS,
     CCDRampSpec,
     CVSpec,
     DetectorSpec,
@@ -209,6 +211,8 @@ class _Resolver:
                 name += " (" + ", ".join(f"{k}={v}" for k, v in ex.env.items()) + ")"
             else:
                 name += " [" + ", ".join(f"{i + 1}/{n}" for i, n in ex.iteration) + "]"
+        if len(name) > NAME_MAX_CHARS:  # a label: shortened to what the database stores
+            name = name[: NAME_MAX_CHARS - 1] + "…"
         line = self.line(path)
         lim = self.limits(spec.limits, (*path, "limits"))
         if isinstance(spec, RestSpec):
@@ -361,6 +365,8 @@ def resolve(doc: ProtocolDocument, cell: CellSpec) -> ResolvedProtocol:
     limits = r.limits(doc.spec.limits, ("limits",)) or Limits()
     _check_against_global(r, expanded, steps, limits)
     errors.extend(r.errors)
+    cell_errors, warnings = semantics.cell_findings(doc, cell)
+    errors.extend(cell_errors)
     if errors:
         raise ProtocolError(errors)
     return ResolvedProtocol(
@@ -369,6 +375,7 @@ def resolve(doc: ProtocolDocument, cell: CellSpec) -> ResolvedProtocol:
         steps=tuple(steps),
         limits=limits,
         analyses=tuple(doc.spec.analyses),
+        warnings=tuple(str(w) for w in warnings),
     )
 
 

@@ -183,3 +183,5 @@ class ResolvedProtocol:
     steps: tuple[ResolvedStep, ...]
     limits: Limits = Limits()
     analyses: tuple[str, ...] = ()  # analysis names to run when the run ends
+    # located "FILE:LINE:COL: warning: ..." lines: shown, recorded with the run, never blocking
+    warnings: tuple[str, ...] = ()

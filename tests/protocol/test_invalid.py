@@ -279,8 +279,8 @@ CASES: list[tuple[str, str, str, Path | None]] = [
         "step current above global I_max",
         "schema_version: 1\nname: t\nlimits:\n  I_max: 1 mA/cm^2\nsteps:\n"
         "  - kind: galvanostatic\n    current: 2 mA/cm^2  # <-\n    duration: 1 h\n",
-        "above the global limit",
-        NA,
+        "above the limit I_max",  # same unit: found without a cell
+        None,
     ),
     (
         "typo inside interleave eis",
