@@ -13,6 +13,12 @@ import numpy as np
 from sqlalchemy import Engine
 
 from labctl.analysis import cv, cycling, eis, stripping
+from labctl.analysis.applicability import (
+    ANALYSIS_NAMES,
+    NotApplicable,
+    analysis_reason,
+    figure_reason,
+)
 from labctl.analysis.fit_quality import Flagged
 from labctl.engine import ccd
 from labctl.engine.events import EventKind, Severity, StepStatus
@@ -58,10 +64,13 @@ def _flag_events(recorder: Recorder, run_id: int, analysis: str, rows: list[_Row
                        data={"analysis": analysis, "flagged": names, "reasons": reasons})
 
 
-def _ctx(engine: Engine, run_id: int) -> RunContext:
+def _ctx(engine: Engine, run_id: int, analysis: str | None = None) -> RunContext:
+    """The run's context; NotApplicable (nothing stored) if `analysis` does not fit it."""
     ctx = run_context(engine, run_id)
     if ctx is None:
         raise LookupError(f"no run {run_id}")
+    if analysis is not None and (why := analysis_reason(analysis, ctx)) is not None:
+        raise NotApplicable(why)
     return ctx
 
 
@@ -73,7 +82,7 @@ def _last_abs_q(engine: Engine, step_id: int) -> float:
 # ---- ccd ---------------------------------------------------------------------------------------
 def analyze_ccd(engine: Engine, recorder: Recorder, run_id: int) -> Results:
     """CCD per ccd_ramp step; with several ramps the last one gives the run-level values."""
-    ctx = _ctx(engine, run_id)
+    ctx = _ctx(engine, run_id, "ccd")
     events = [e for e in run_events(engine, run_id) if e.kind == EventKind.DETECTOR]
     rows: list[Row] = []
     for ramp in (s for s in ctx.steps if s.kind == "ccd_ramp"):
@@ -102,7 +111,7 @@ def analyze_ccd(engine: Engine, recorder: Recorder, run_id: int) -> Results:
 # ---- critical stripping -------------------------------------------------------------------------
 def analyze_critical_stripping(engine: Engine, recorder: Recorder, run_id: int) -> Results:
     """The stripping step that passed the most charge, per gram and cm², against theory."""
-    ctx = _ctx(engine, run_id)
+    ctx = _ctx(engine, run_id, "critical_stripping")
     steps = [
         stripping.StrippingStep(s.id, float(s.params.get("current_mA") or 0.0),
                                 _last_abs_q(engine, s.id), s.end_reason)
@@ -114,7 +123,8 @@ def analyze_critical_stripping(engine: Engine, recorder: Recorder, run_id: int) 
         ctx.k_wt_pct, ctx.temperature_C if ctx.temperature_C is not None else 25.0,
     )
     if res is None:
-        return {}
+        raise NotApplicable(f"analysis critical_stripping does not apply to run {run_id}: "
+                            "no stripping step passed charge")
     return _store(recorder, run_id, "critical_stripping", stripping.VERSION, [
         ("critical_capacity_mAh", res.capacity_mAh, "mAh", None),
         ("critical_capacity_mAh_cm2", res.capacity_mAh_cm2, "mAh/cm^2", None),
@@ -190,7 +200,7 @@ def analyze_drt_step(engine: Engine, recorder: Recorder, run_id: int, step_id: i
 
 def analyze_drt(engine: Engine, recorder: Recorder, run_id: int) -> Results:
     """Per EIS step: lin-KK validity, DRT peaks (τ, R, edge warning), R∞ and R_electrode."""
-    ctx = _ctx(engine, run_id)
+    ctx = _ctx(engine, run_id, "drt")
     rows: list[Row] = []
     electrode: list[float] = []
     n_invalid = 0
@@ -227,7 +237,7 @@ def analyze_circuit(engine: Engine, recorder: Recorder, run_id: int) -> Results:
     identifiable combination, beside it. Run level: first and last R_int and R_SnO2_plus_int,
     flagged when their spectrum's value is.
     """
-    ctx = _ctx(engine, run_id)
+    ctx = _ctx(engine, run_id, "circuit")
     rows: list[Row] = []
     r_int: list[eis.Arc] = []
     r_el: list[eis.Arc] = []
@@ -258,23 +268,43 @@ def analyze_circuit(engine: Engine, recorder: Recorder, run_id: int) -> Results:
 
 
 # ---- cv ----------------------------------------------------------------------------------------
-def analyze_cv(engine: Engine, recorder: Recorder, run_id: int) -> Results:
-    ctx = _ctx(engine, run_id)
-    rows: list[Row] = []
-    ox: list[float] = []
+def _cv_cycles(engine: Engine, ctx: RunContext) -> list[tuple[int, cv.CvCycle]]:
+    """(step id, cycle) of every CV cycle that has a peak."""
+    out = []
     for s in (s for s in ctx.steps if s.kind == "cv" and s.n_points):
         pts = step_points(engine, [s.id])
         p = s.params
         cyc = cv.cycle_numbers(pts["t_s"], pts["E_V"], p.get("E_start_V"), p.get("vertices_V"),
                                p.get("scan_rate_V_s"))
-        for c in cv.cv_peaks(pts["E_V"], pts["I_mA"], cyc):
-            tag = f"cycle{c.cycle:02d}"
-            rows += [(f"{tag}_ox_peak_E_V", c.ox_peak_E_V, "V", s.id),
-                     (f"{tag}_ox_peak_I_mA", c.ox_peak_I_mA, "mA", s.id),
-                     (f"{tag}_red_peak_E_V", c.red_peak_E_V, "V", s.id),
-                     (f"{tag}_red_peak_I_mA", c.red_peak_I_mA, "mA", s.id)]
+        out += [(s.id, c) for c in cv.cv_peaks(pts["E_V"], pts["I_mA"], cyc)]
+    return out
+
+
+def _no_cv_peak(run_id: int) -> str:
+    return (f"analysis cv does not apply to run {run_id}: no cycle of its CV has a current "
+            "peak (the largest currents are at the vertices)")
+
+
+def analyze_cv(engine: Engine, recorder: Recorder, run_id: int) -> Results:
+    """Per cycle the anodic and cathodic peaks; run level the first/last anodic peak and its
+    growth. A CV without a peak in any cycle (a straight line, a limiting current) reports
+    none: NotApplicable, nothing stored."""
+    ctx = _ctx(engine, run_id, "cv")
+    cycles = _cv_cycles(engine, ctx)
+    if not cycles:
+        raise NotApplicable(_no_cv_peak(run_id))
+    rows: list[Row] = []
+    ox: list[float] = []
+    for step_id, c in cycles:
+        tag = f"cycle{c.cycle:02d}"
+        if c.ox_peak_I_mA is not None:
+            rows += [(f"{tag}_ox_peak_E_V", c.ox_peak_E_V, "V", step_id),
+                     (f"{tag}_ox_peak_I_mA", c.ox_peak_I_mA, "mA", step_id)]
             ox.append(c.ox_peak_I_mA)
-    rows.append(("cv_cycles", len(ox), "", None))
+        if c.red_peak_I_mA is not None:
+            rows += [(f"{tag}_red_peak_E_V", c.red_peak_E_V, "V", step_id),
+                     (f"{tag}_red_peak_I_mA", c.red_peak_I_mA, "mA", step_id)]
+    rows.append(("cv_cycles", len(cycles), "", None))
     if ox:
         rows += [("cv_ox_peak_first_mA", ox[0], "mA", None),
                  ("cv_ox_peak_last_mA", ox[-1], "mA", None)]
@@ -286,7 +316,7 @@ def analyze_cv(engine: Engine, recorder: Recorder, run_id: int) -> Results:
 
 # ---- cycling -----------------------------------------------------------------------------------
 def analyze_cycling(engine: Engine, recorder: Recorder, run_id: int) -> Results:
-    ctx = _ctx(engine, run_id)
+    ctx = _ctx(engine, run_id, "cycling")
     ramps = {s.id for s in ctx.steps if s.kind == "ccd_ramp"}
     allpts = run_points(engine, run_id)  # one query: long runs have hundreds of half-cycles
     order = np.argsort(allpts["step_id"], kind="stable")
@@ -328,27 +358,29 @@ def analyze_cycling(engine: Engine, recorder: Recorder, run_id: int) -> Results:
 
 
 def applicable(engine: Engine, run_id: int) -> list[str]:
-    """Analyses whose input the run has, for `labctl analyze RUN` without --only.
+    """Analyses that fit the run, for `labctl analyze RUN` without --only.
 
     Running every registered analysis blindly would, e.g., report a "critical stripping
-    capacity" for a CCD half-cycle; each analysis is picked only when its steps are present.
+    capacity" for a CCD half-cycle; each is picked only when labctl.analysis.applicability says
+    it fits (and cv only when a cycle has a peak).
     """
     ctx = _ctx(engine, run_id)
-    kinds = {s.kind for s in ctx.steps if s.n_points or s.n_eis or s.kind == "ccd_ramp"}
-    names = []
-    if "ccd_ramp" in kinds:
-        names.append("ccd")
-    if any(s.n_eis >= 3 for s in ctx.steps):
-        names += ["drt", "circuit"]
-    if "cv" in kinds:
-        names.append("cv")
-    if "galvanostatic" in kinds and "ccd_ramp" not in kinds:
-        nak = ctx.anode_material == "NaK" and ctx.alloy_mass_mg
-        names.append("critical_stripping" if nak and _single_strip(ctx) else "cycling")
+    names = [n for n in ANALYSIS_NAMES if analysis_reason(n, ctx) is None]
+    if "cv" in names and not _cv_cycles(engine, ctx):
+        names.remove("cv")
     return names
 
 
-def _single_strip(ctx: RunContext) -> bool:
-    """A critical-stripping run strips without plating in between (no negative current)."""
-    return not any(float(s.params.get("current_mA") or 0.0) < 0 for s in ctx.steps
-                   if s.kind == "galvanostatic")
+def not_applicable(engine: Engine, run_id: int, analysis: str) -> str | None:
+    """The one line saying why `analysis` does not fit the run, or None if it does."""
+    ctx = _ctx(engine, run_id)
+    why = analysis_reason(analysis, ctx)
+    if why is None and analysis == "cv" and not _cv_cycles(engine, ctx):
+        why = _no_cv_peak(run_id)
+    return why
+
+
+def figure_applies(engine: Engine, run_id: int, kind: str) -> str | None:
+    """For the figures: None if figure `kind` fits the run, else the one line saying why not
+    (draw nothing, write no file)."""
+    return figure_reason(kind, _ctx(engine, run_id))

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from labctl.analysis import products
+from labctl.analysis.applicability import NotApplicable
 from labctl.recording.recorder import Recorder
 
-Results = dict[str, float | str | None]
+Results = products.Results
 
 
 ANALYSES: dict[str, Callable[[Engine, Recorder, int], Results]] = {
@@ -35,5 +36,8 @@ def analyze_run(engine: Engine, recorder: Recorder, run_id: int, names: tuple[st
         if fn is None:
             recorder.event(run_id, "note", f"unknown analysis {name!r} skipped", severity="warning")
             continue
-        results.update(fn(engine, recorder, run_id))
+        try:
+            results.update(fn(engine, recorder, run_id))
+        except NotApplicable as exc:  # e.g. a protocol's run-end ccd on a run that never ramped
+            recorder.event(run_id, "note", str(exc), severity="info")
     return results

@@ -31,7 +31,7 @@ def analyze(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """(Re)compute a run's analyses from its recorded data and store the results."""
-    from labctl.analysis.products import applicable
+    from labctl.analysis.products import applicable, not_applicable
     from labctl.analysis.runner import ANALYSES, analyze_run
     from labctl.recording.recorder import Recorder
 
@@ -41,6 +41,9 @@ def analyze(
         raise UserError(f"unknown analysis {unknown[0]!r}; expected one of "
                         f"{', '.join(sorted(ANALYSES))}")
     engine = _run_engine(db, run_id)
+    for name in names:  # asked for by name: one that does not fit the run stores nothing
+        if (why := not_applicable(engine, run_id, name)) is not None:
+            raise UserError(why)
     names = names or applicable(engine, run_id)
     results = analyze_run(engine, Recorder(engine), run_id, names)
     if as_json:

@@ -113,3 +113,18 @@ def test_flagged_values_never_reach_a_notification() -> None:
     assert "withheld (failed their quality check): R_int_first_ohm" in body
     assert "R_SnO2_plus_int_first_ohm = 245.4" in body
     assert str(results["R_int_first_ohm"]).startswith("not reported")
+
+
+def test_cv_peaks_only_where_the_current_falls_back_before_the_vertex() -> None:
+    from labctl.analysis.cv import cv_peaks
+
+    e_up = np.linspace(-0.3, 0.3, 200)
+    e = np.concatenate([e_up, e_up[::-1]])
+    line = e / 0.4  # a resistor: the largest |I| is at the vertices
+    assert cv_peaks(e, line, np.ones(e.size, dtype=int)) == []
+    # a stripping/plating couple: Gaussian-like peaks at ±0.1 V on a small capacitive offset
+    peaked = np.concatenate([np.exp(-((e_up - 0.1) / 0.05) ** 2),
+                             -np.exp(-((e_up[::-1] + 0.1) / 0.05) ** 2)]) + 0.01
+    (c,) = cv_peaks(e, peaked, np.ones(e.size, dtype=int))
+    assert c.ox_peak_E_V == pytest.approx(0.1, abs=0.01) and c.ox_peak_I_mA > 0.9
+    assert c.red_peak_E_V == pytest.approx(-0.1, abs=0.01) and c.red_peak_I_mA < -0.9

@@ -173,12 +173,61 @@ def test_critical_stripping_cycling_and_cv(runs: dict[str, tuple[str, int]]) -> 
     res = analyze_run(engine, Recorder(engine), rid, ["cycling"])
     assert res["cycling_cycles"] == 1 and res["cycling_short_detected"] == 0.0
     assert 0 < float(res["cycling_overpotential_first_V"]) < 0.1  # type: ignore[arg-type]
+    # the simulated NaK half cell's ±0.1 V CV is a straight line (Butler–Volmer, no mass
+    # transport limit): it has no peak, so no "peak current" is reported or stored (issue 11)
     url, rid = runs["cv"]
     engine = open_database(url)
-    res = analyze_run(engine, Recorder(engine), rid, ["cv"])
-    assert res["cv_cycles"] == 3
-    cv = _rows(url, rid, "cv")
-    assert float(cv["cycle01_ox_peak_I_mA"][0]) > 0 > float(cv["cycle01_red_peak_I_mA"][0])
+    assert analyze_run(engine, Recorder(engine), rid, ["cv"]) == {}
+    assert _rows(url, rid, "cv") == {}
+
+
+#: (analysis, run it does not fit)
+MISFITS = [("ccd", "strip"), ("critical_stripping", "ccd"), ("cycling", "ccd"),
+           ("critical_stripping", "quick"), ("cv", "quick"), ("cv", "cv"), ("ccd", "insitu"),
+           ("circuit", "cv")]
+
+
+@pytest.mark.parametrize("analysis,which", MISFITS)
+def test_an_analysis_that_does_not_fit_says_so_in_one_line_and_stores_nothing(
+        runs: dict[str, tuple[str, int]], capsys: pytest.CaptureFixture[str],
+        analysis: str, which: str) -> None:
+    url, rid = runs[which]
+    before = [(r.name, r.value, r.text) for r in run_results_rows(open_database(url), rid)]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(["analyze", str(rid), "--only", analysis, "--db", url])
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and f"{analysis} does not apply to run {rid}" in lines[0]
+    assert captured.out == ""
+    after = [(r.name, r.value, r.text) for r in run_results_rows(open_database(url), rid)]
+    assert after == before
+
+
+@pytest.mark.parametrize("kind,which", [
+    ("stripping", "ccd"), ("ccd", "strip"), ("ccd-summary", "quick"), ("cv", "quick"),
+    ("nyquist", "cv"), ("drt-map", "cv"), ("stripping", "quick"),
+])
+def test_a_figure_kind_that_does_not_fit_is_named_in_one_line(
+        runs: dict[str, tuple[str, int]], kind: str, which: str) -> None:
+    from labctl.analysis.products import figure_applies
+
+    url, rid = runs[which]
+    why = figure_applies(open_database(url), rid, kind)
+    assert why is not None and "\n" not in why and f"figure {kind} does not apply" in why
+
+
+@pytest.mark.parametrize("kind,which", [
+    ("voltage", "quick"), ("nyquist", "insitu"), ("drt-map", "insitu"), ("ccd", "ccd"),
+    ("ccd-summary", "ccd"), ("stripping", "strip"), ("cv", "cv"), ("bode", "quick"),
+])
+def test_a_figure_kind_that_fits_is_not_refused(runs: dict[str, tuple[str, int]], kind: str,
+                                                which: str) -> None:
+    from labctl.analysis.products import figure_applies
+
+    url, rid = runs[which]
+    assert figure_applies(open_database(url), rid, kind) is None
 
 
 def _has_data(fig: Figure) -> bool:
