@@ -18,22 +18,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
 from labctl.protocol import LocatedError, ProtocolError
+from labctl.protocol.loader import read_text_file
+from labctl.protocol.yaml_source import YamlSyntax, load_yaml
 
 
 class CampaignRun(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    protocol: str
-    cell: str
+    protocol: str = Field(min_length=1, max_length=4096)
+    cell: str = Field(min_length=1, max_length=4096)
 
 
 class CampaignSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1)
-    runs: list[CampaignRun] = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=200)
+    runs: list[CampaignRun] = Field(min_length=1, max_length=256)
 
 
 def load_campaign(path: str | Path) -> tuple[str, list[tuple[Path, Path]]]:
@@ -42,18 +42,13 @@ def load_campaign(path: str | Path) -> tuple[str, list[tuple[Path, Path]]]:
     Problems are raised as a ProtocolError of located errors, like a protocol's.
     """
     path = Path(path)
+    file, text = read_text_file(path)  # regular file, size-capped (labctl.protocol.bounded)
     try:
-        text = path.read_text(encoding="utf-8")
-        yaml = YAML()  # round-trip: keeps line numbers for the errors
-        data = yaml.load(text)
-    except OSError as exc:
-        raise ProtocolError([LocatedError(str(path), 1, 1, (), exc.strerror or str(exc))]) \
-            from None
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise ProtocolError([LocatedError(str(path), line, col, (), "YAML syntax error: "
-                                          f"{getattr(exc, 'problem', exc)}")]) from None
+        data = load_yaml(file, text).data  # nesting and alias expansion capped, positions kept
+    except YamlSyntax as exc:
+        raise ProtocolError([exc.error]) from None
+    if not isinstance(data, dict):
+        raise ProtocolError([LocatedError(file, 1, 1, (), "expected a YAML mapping (a campaign)")])
     try:
         spec = CampaignSpec.model_validate(data)
     except ValidationError as exc:

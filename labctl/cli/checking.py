@@ -12,34 +12,94 @@ from rich.table import Table
 
 from labctl.cli.app import SimOption, UserError, _json, app, err, out, station_app
 
+_KINDS = ("protocol", "cell", "campaign", "station")
+
+
+def _file_kind(path: Path) -> str:
+    """Which kind of file `path` is, from its top-level keys (a bounded look at its head);
+    anything unreadable is left to the protocol reader, whose error is located."""
+    import re
+
+    from labctl.stations.schema import is_station_file
+
+    if is_station_file(path):
+        return "station"
+    try:
+        if not path.is_file():
+            return "protocol"
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            head = fh.read(65536)
+    except OSError:
+        return "protocol"
+    keys = set(re.findall(r"^([A-Za-z_]+)\s*:", head, re.M))
+    if "steps" in keys:
+        return "protocol"
+    if "runs" in keys:
+        return "campaign"
+    if "anode" in keys or ("id" in keys and "schema_version" not in keys):
+        return "cell"
+    return "protocol"
+
+
+def _check(path: Path, kind: str, cell: Any) -> tuple[list[Any], list[Any]]:
+    """(errors, warnings) of one file of `kind`."""
+    from labctl.campaign import load_campaign
+    from labctl.protocol import load_protocol, resolve
+    from labctl.protocol.errors import ProtocolError
+    from labctl.protocol.loader import load_cell
+    from labctl.protocol.semantics import cell_warnings
+    from labctl.stations import load_station
+
+    try:
+        if kind == "protocol":
+            doc = load_protocol(path)
+            if cell is not None:
+                return [], list(resolve(doc, cell).warnings)
+        elif kind == "cell":
+            return [], [str(w) for w in cell_warnings(load_cell(path))]
+        elif kind == "campaign":
+            load_campaign(path)
+        else:
+            load_station(path)
+    except ProtocolError as exc:
+        return list(exc.errors), []
+    return [], []
+
 
 @app.command()
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Protocol or station files.")],
+    files: Annotated[list[Path], typer.Argument(
+        help="Protocol, cell, campaign or station files (the kind is told from the keys).")],
     cell: Annotated[Path | None, typer.Option("--cell", help="Also resolve against this cell.")]
     = None,
 ) -> None:
-    """Check protocols and station files; print FILE:LINE:COL: message for every problem."""
-    from labctl.protocol import validate_files
+    """Check files; print FILE:LINE:COL: message for every problem (and every warning)."""
     from labctl.protocol.errors import ProtocolError
-    from labctl.stations import load_station
-    from labctl.stations.schema import is_station_file
+    from labctl.protocol.loader import load_cell
 
-    stations = [f for f in files if is_station_file(f)]
-    errors = validate_files([f for f in files if f not in stations], cell_path=cell)
-    for f in stations:
+    errors: list[Any] = []
+    warnings: list[Any] = []
+    cell_spec = None
+    if cell is not None:
         try:
-            load_station(f)
+            cell_spec = load_cell(cell)
         except ProtocolError as exc:
             errors.extend(exc.errors)
+    counts = dict.fromkeys(_KINDS, 0)
+    for f in files:
+        kind = _file_kind(f)
+        counts[kind] += 1
+        errs, warns = _check(f, kind, cell_spec)
+        errors.extend(errs)
+        warnings.extend(warns)
+    for w in warnings:
+        err.print(str(w), markup=False, soft_wrap=True)
     for e in errors:
         err.print(str(e), markup=False, soft_wrap=True)
     if errors:
         raise typer.Exit(2)
-    n_p = len(files) - len(stations)
-    parts = [f"{n_p} protocol file(s)" if n_p else "", f"{len(stations)} station file(s)"
-             if stations else ""]
-    out.print(" and ".join(p for p in parts if p) + " valid")
+    out.print(" and ".join(f"{n} {k} file(s)" for k, n in counts.items() if n) + " valid",
+              markup=False)
 
 
 @station_app.command("check")
