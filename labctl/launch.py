@@ -180,6 +180,11 @@ def launch_runs(
                           "naming the real instruments")
     # the station file is checked completely before the database or any instrument is touched
     spec = builtin_sim_station() if sim else load_station(station_path)  # type: ignore[arg-type]
+    if spec.runs_on_landt:  # followed, not driven: labctl.landt.launch
+        from labctl.landt.launch import launch_on_landt
+
+        return launch_on_landt(prepared, spec, db_url=db_url, operator=operator, seed=seed,
+                               subscribers=subscribers, notifier=notifier)
     engine = open_database(db_url)
     try:
         # a cell id recorded with another description is refused before any row or instrument

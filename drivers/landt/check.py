@@ -56,6 +56,15 @@ class Mismatch:
 UNPLACED = -1
 
 
+@dataclass(frozen=True)
+class Placement:
+    """What `ProgramCheck.feed` found for a batch of rows."""
+
+    places: np.ndarray  # each row's position in the executed program, UNPLACED if none
+    ordinals: np.ndarray  # each row's executed-step count (a new value: a new LAND step began)
+    mismatches: list[Mismatch]
+
+
 @dataclass
 class _Open:
     position: int
@@ -78,6 +87,7 @@ class ProgramCheck:
     current_atol_mA: float = 1e-4
     voltage_tol_V: float = 0.002
     rows: int = 0
+    steps_seen: int = 0  # LAND steps begun so far
     expected: list[tuple[LandStep, int]] = field(init=False)
     _open: _Open | None = field(default=None, init=False)
     _reported: set[tuple[MismatchKind, int | None]] = field(default_factory=set, init=False)
@@ -87,14 +97,31 @@ class ProgramCheck:
         self.expected = list(self.program.executed())
 
     # ---- feeding --------------------------------------------------------------------------
-    def feed(self, rec: LandtRecords) -> tuple[np.ndarray, list[Mismatch]]:
+    def feed(self, rec: LandtRecords) -> Placement:
         """Each row's position in the executed program (UNPLACED if none) and what is wrong."""
         found: list[Mismatch] = []
         places = np.full(len(rec), UNPLACED, dtype=int)
+        ordinals = np.zeros(len(rec), dtype=int)
         for i in range(len(rec)):
             places[i] = self._row(rec, i, found)
+            ordinals[i] = self.steps_seen
             self.rows += 1
-        return places, found
+        return Placement(places, ordinals, found)
+
+    def at_end(self) -> bool:
+        """The last step of the program is running and has met one of its end conditions."""
+        cur = self._open
+        return (cur is not None and cur.position == len(self.expected) - 1
+                and self._reached(self.expected[cur.position][0], cur))
+
+    def reached(self) -> str | None:
+        """Which end condition the running step's last row met ("capacity", "time", "V_high",
+        "V_low"), None if none."""
+        cur = self._open
+        if cur is None or cur.position == UNPLACED:
+            return None
+        step = self.expected[cur.position][0]
+        return self._which(step, cur)
 
     def _row(self, rec: LandtRecords, i: int, found: list[Mismatch]) -> int:
         I_mA = float(rec.I_mA[i])
@@ -134,6 +161,7 @@ class ProgramCheck:
                found: list[Mismatch]) -> _Open:
         t = float(rec.t_s[i])
         pos = self._place(key, rec, i, t, found)
+        self.steps_seen += 1
         cur = _Open(pos, key, self.rows, start_t=t)
         self._open = cur
         if pos == UNPLACED:
@@ -232,17 +260,22 @@ class ProgramCheck:
 
     def _reached(self, step: LandStep, cur: _Open) -> bool:
         """Whether the step's last row is at one of its end conditions (one record's slack)."""
+        return self._which(step, cur) is not None
+
+    def _which(self, step: LandStep, cur: _Open) -> str | None:
         tol = self.voltage_tol_V
+        if step.V_high is not None and cur.last_V >= step.V_high - tol:
+            return "V_high"
+        if step.V_low is not None and cur.last_V <= step.V_low + tol:
+            return "V_low"
         slack_s = step.record_dt_s
-        if step.time_s is not None and self._elapsed(cur) >= step.time_s - slack_s - 1e-6:
-            return True
         if step.capacity_mAh is not None and np.isfinite(cur.last_cap):
             per_record = abs(step.current_mA) * slack_s / 3600.0
             if abs(cur.last_cap) >= step.capacity_mAh - per_record * 1.01 - 1e-9:
-                return True
-        if step.V_high is not None and cur.last_V >= step.V_high - tol:
-            return True
-        return step.V_low is not None and cur.last_V <= step.V_low + tol
+                return "capacity"
+        if step.time_s is not None and self._elapsed(cur) >= step.time_s - slack_s - 1e-6:
+            return "time"
+        return None
 
     def _report(self, found: list[Mismatch], kind: MismatchKind, pos: int | None,
                 step: LandStep | None, t: float, message: str) -> None:

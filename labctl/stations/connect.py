@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labctl.protocol.cell import CellSpec
 from labctl.stations.schema import (
@@ -25,18 +27,25 @@ from labctl.stations.schema import (
     ChannelEntry,
     ClockKind,
     FrameEntry,
+    LandtBackend,
+    LandtChannelEntry,
+    LandtTesterEntry,
     PotentiostatEntry,
     StationSpec,
 )
 from labctl_drivers.clock import Clock, VirtualClock, WallClock
 from labctl_drivers.errors import InstrumentError
 from labctl_drivers.interfaces import Potentiostat, PotentiostatChannel, PressureFrame
+from labctl_drivers.landt.follower import ExportFollower
 from labctl_drivers.pressure_frame import ForceGauge, SpringPressureFrame
 from labctl_drivers.registry import DriverKind, DriverRequest, make
 from labctl_drivers.sim.bench import SimulatedBench
 from labctl_drivers.sim.cell_model import CellModel
 from labctl_drivers.sim.faults import FaultPlan
 from labctl_drivers.sim.remote import RemoteOperator
+
+if TYPE_CHECKING:
+    from labctl_drivers.sim.landt import SimulatedLandProgram
 
 #: The stack pressure a simulated cell is assembled at when its description gives none.
 DEFAULT_SIM_PRESSURE_MPA = 10.0
@@ -243,3 +252,63 @@ def open_station(
         station.close()
         raise StationError(f"station {spec.name!r}: {exc}") from None
     return station
+
+
+# ---- LANDT channels (followed through their exports, never driven) -----------------------------
+@dataclass
+class LandtBinding:
+    """One cell on one LANDT channel: where its rows come from, and how to name it to people.
+
+    `simulated` is the simulated LAND tester writing the exports when the tester's backend is
+    `simulated`; its operator enters the program sheet (`start_program`) before following.
+    """
+
+    cell: CellSpec
+    tester: LandtTesterEntry
+    channel: LandtChannelEntry
+    follower: ExportFollower
+    simulated: SimulatedLandProgram | None = None
+
+    @property
+    def stop_instruction(self) -> str:
+        return (f"stop LANDT tester {self.tester.name} ({self.tester.model}) channel "
+                f"{self.channel.channel} in LAND's software")
+
+    def as_row(self) -> dict[str, object]:
+        """How the run's record names the instrument."""
+        return {"name": self.tester.name, "kind": "tester", "model": self.tester.model,
+                "address": f"{self.tester.exports} :: {self.channel.export}",
+                "simulated": self.simulated is not None}
+
+
+def open_landt_channels(spec: StationSpec, cells: list[CellSpec], clock: Clock
+                        ) -> list[LandtBinding]:
+    """Bind `cells` in order to the station's LANDT channels, each with a follower of its
+    exports. Nothing is sent to a tester (nothing can be); a missing export folder is an error
+    here, before any run row is written."""
+    from labctl_drivers.sim.landt import SimulatedLandProgram
+
+    if spec.landt is None:
+        raise StationError(f"station {spec.name!r} has no LANDT channels")
+    channels = spec.landt.channels
+    if len(cells) > len(channels):
+        raise StationError(f"{len(cells)} cells but station {spec.name!r} has only "
+                           f"{len(channels)} LANDT channels")
+    testers = {t.name: t for t in spec.landt.testers}
+    sims: dict[str, SimulatedLandProgram] = {}
+    out = []
+    for cell, ch in zip(cells, channels):
+        tester = testers[ch.tester]
+        folder = Path(tester.exports)
+        sim = None
+        if tester.backend is LandtBackend.SIMULATED:
+            folder.mkdir(parents=True, exist_ok=True)
+            sim = sims.setdefault(tester.name, SimulatedLandProgram(folder, clock))
+        elif not folder.is_dir():
+            raise StationError(f"station {spec.name!r}: LANDT tester {tester.name!r}: export "
+                               f"folder {folder} does not exist")
+        follower = ExportFollower(folder, ch.export, clock, settle_s=tester.settle_s,
+                                  stale_after_s=tester.stale_after_s,
+                                  before_read=None if sim is None else sim.update)
+        out.append(LandtBinding(cell, tester, ch, follower, sim))
+    return out

@@ -19,6 +19,15 @@ uses. Every run runs on a station; `--sim` picks the built-in simulated station
       - {potentiostat: sp300-a, channel: 0, frame: frame-1}
       - {potentiostat: sp300-a, channel: 1}
 
+A LANDT tester is followed, not driven (LAND publishes no control protocol): a station names its
+testers and channels and where each channel's exports appear (docs/landt.md):
+
+    landt:
+      testers:
+        - {name: land-1, model: CT3002A, exports: 'D:/LAND/export'}   # or backend: simulated
+      channels:                         # a station without potentiostats runs cells on these
+        - {tester: land-1, channel: '1-3', export: 'cell-42*.csv', skip: [eis, pressure]}
+
 labctl never guesses instrument addresses. Errors are located (FILE:LINE:COL) like protocol
 errors, and a station file is checked completely before anything is connected.
 """
@@ -156,14 +165,87 @@ class ChannelEntry(_Entry):
     frame: str | None = None
 
 
+# ---- LANDT testers (followed through their exports; docs/landt.md) -----------------------------
+class LandtBackend(enum.Enum):
+    """Who writes a LANDT tester's exports."""
+
+    FILES = "files"  # LAND's own software (LANDdt), into the tester's export folder
+    SIMULATED = "simulated"  # the simulated LAND tester (labctl_drivers.sim.landt)
+
+
+class LandtSkip(enum.Enum):
+    """Protocol step kinds a LANDT channel may leave out (a LAND tester cannot run them)."""
+
+    EIS = "eis"  # the impedance is measured on another instrument
+    PRESSURE = "pressure"  # the frame is set by hand before LAND is started
+
+
+class LandtTesterEntry(_Entry):
+    name: str = _NAME
+    model: str = Field(default="LAND", min_length=1, max_length=64, description=(
+        "the tester's model as the record should name it, e.g. CT2001A, CT3002A"))
+    exports: str = Field(min_length=1, max_length=1024, description=(
+        "the folder LANDdt exports this tester's record tables into"))
+    backend: LandtBackend = LandtBackend.FILES
+    settle_s: float = Field(default=30.0, gt=0, le=3600, description=(
+        "how long an export's last line without a line end must stay unchanged to be read"))
+    stale_after_s: float = Field(default=600.0, gt=0, le=86400, description=(
+        "an export that has not grown this long means LAND stopped"))
+
+
+class LandtChannelEntry(_Entry):
+    tester: str
+    channel: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+                         description="LAND's name of the channel, e.g. 3 or 1-3 (box-channel)")
+    export: str = Field(min_length=1, max_length=256, description=(
+        "glob of this channel's export files in the tester's folder (rotated parts included)"))
+    skip: list[LandtSkip] = Field(default=[], max_length=2)
+    start_timeout_s: float = Field(default=3600.0, gt=0, le=7 * 86400, description=(
+        "how long labctl waits for the first exported row after printing the sheet"))
+
+    @model_validator(mode="after")
+    def _plain_glob(self) -> LandtChannelEntry:
+        if "/" in self.export or "\\" in self.export or ".." in self.export:
+            raise ValueError("export is a file name pattern inside the tester's folder, "
+                             "not a path")
+        return self
+
+
+class LandtSection(_Entry):
+    testers: list[LandtTesterEntry] = Field(min_length=1, max_length=64)
+    channels: list[LandtChannelEntry] = Field(min_length=1, max_length=1024)
+
+
+def landt_problems(spec: StationSpec) -> list[tuple[tuple[str | int, ...], str]]:
+    """What is inconsistent in the LANDT section, each with the path it is about."""
+    if spec.landt is None:
+        return []
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    names = [t.name for t in spec.landt.testers]
+    for i, n in enumerate(names):
+        if n in names[:i]:
+            problems.append((("landt", "testers", i, "name"), f"tester name {n!r} is used twice"))
+    seen: set[tuple[str, str]] = set()
+    for i, ch in enumerate(spec.landt.channels):
+        if ch.tester not in names:
+            problems.append((("landt", "channels", i, "tester"), f"no LANDT tester named "
+                             f"{ch.tester!r}{did_you_mean(ch.tester, names)}"))
+        if (ch.tester, ch.channel) in seen:
+            problems.append((("landt", "channels", i, "channel"),
+                             f"{ch.tester} channel {ch.channel} is listed twice"))
+        seen.add((ch.tester, ch.channel))
+    return problems
+
+
 class StationSpec(_Entry):
     name: str = _NAME
     clock: ClockEntry = ClockEntry()
     poll_interval_s: float = Field(default=1.0, ge=0.05, le=3600)
     simulation: SimulationEntry | None = None
-    potentiostats: list[PotentiostatEntry] = Field(min_length=1, max_length=64)
+    potentiostats: list[PotentiostatEntry] = Field(default=[], max_length=64)
     frames: list[FrameEntry] = Field(default=[], max_length=256)
-    channels: list[ChannelEntry] = Field(min_length=1, max_length=1024)
+    channels: list[ChannelEntry] = Field(default=[], max_length=1024)
+    landt: LandtSection | None = None
 
     @model_validator(mode="after")
     def _references(self, info: ValidationInfo) -> StationSpec:
@@ -176,12 +258,24 @@ class StationSpec(_Entry):
     @property
     def simulated(self) -> bool:
         """True when every instrument below the drivers is simulated."""
-        return all(p.backend_kind is not Backend.VENDOR for p in self.potentiostats)
+        testers = self.landt.testers if self.landt is not None else []
+        return (all(p.backend_kind is not Backend.VENDOR for p in self.potentiostats)
+                and all(t.backend is LandtBackend.SIMULATED for t in testers))
+
+    @property
+    def runs_on_landt(self) -> bool:
+        """Cells run on the LANDT channels: the station has those and no potentiostat channel."""
+        return self.landt is not None and not self.channels
 
 
 def reference_problems(spec: StationSpec) -> list[tuple[tuple[str | int, ...], str]]:
     """What is inconsistent across entries, each with the path it is about."""
-    problems: list[tuple[tuple[str | int, ...], str]] = []
+    problems: list[tuple[tuple[str | int, ...], str]] = landt_problems(spec)
+    if not spec.channels and spec.landt is None:
+        problems.append((("potentiostats",), "a station needs potentiostats and channels, or "
+                         "a landt section with channels"))
+    if spec.channels and not spec.potentiostats:
+        problems.append((("potentiostats",), "channels name potentiostats, but none is listed"))
     pots = [p.name for p in spec.potentiostats]
     frames = [f.name for f in spec.frames]
     for what, key, names in (("potentiostat", "potentiostats", pots),
@@ -220,7 +314,7 @@ def reference_problems(spec: StationSpec) -> list[tuple[tuple[str | int, ...], s
     return problems
 
 
-_STATION_KEYS = re.compile(r"^(potentiostats|channels)\s*:", re.M)
+_STATION_KEYS = re.compile(r"^(potentiostats|channels|landt)\s*:", re.M)
 _STEPS_KEY = re.compile(r"^steps\s*:", re.M)
 
 
@@ -236,7 +330,9 @@ def is_station_file(path: str | Path) -> bool:
             head = fh.read(65536)
     except OSError:
         return False
-    return len(set(_STATION_KEYS.findall(head))) == 2 and not _STEPS_KEY.search(head)
+    keys = set(_STATION_KEYS.findall(head))
+    station = {"potentiostats", "channels"} <= keys or "landt" in keys
+    return station and not _STEPS_KEY.search(head)
 
 
 def parse_station_text(file: str, text: str) -> StationSpec:
