@@ -3,9 +3,10 @@
 Pure writers: they take numpy columns plus a metadata dict and write one file (no database
 access; the caller fetches the run). One entry point, `export_run`, so the UI offers one button.
 
-Input columns (labctl names carry their unit as suffix; only `t_s`, `E_V` and a current are
-required; unknown extra columns are passed through to CSV/Parquet with the unit taken from the
-name's last ``_`` suffix):
+Input columns are the database's own names (`point` table: t_s, E_V, I_mA, Q_mAh, P_MPa), so a
+CSV column means what the SQL column means; units are the names' suffixes. Only `t_s`, `E_V`
+and a current are required; unknown extra columns are passed through to CSV/Parquet with the
+unit taken from the name's last ``_`` suffix:
 
 ===================  =====  ==========================================================
 labctl column        unit   meaning
@@ -16,11 +17,14 @@ I_A or I_mA          A, mA  current, positive = charge (anodic at the working el
 unix_time_s          s      wall-clock time of each point (UTC Unix seconds)
 cycle                1      cycle number
 step                 1      sequential step count (monotonic over the run)
-step_index           1      program step number (may repeat, e.g. EC-Lab Ns)
+step_index           1      step number as `labctl show` prints it (step.index; imports: the
+                            file's program step, which may repeat, e.g. EC-Lab Ns)
 step_time_s          s      time since the step started
 T_degC               degC   cell temperature
 ambient_T_degC       degC   ambient temperature
-pressure_MPa         MPa    stack pressure applied to the cell
+Q_mAh                mAh    charge passed within the step
+P_MPa                MPa    stack pressure applied to the cell
+step_number          text   the step as people number it (4.12: stage 12 of step 4)
 ===================  =====  ==========================================================
 
 BDF (Battery Data Alliance, Linux Foundation Energy; battery-data-format): a CSV whose header row
@@ -43,7 +47,7 @@ Charging Energy / Wh           ∫ max(I, 0)·V dt from test start
 Discharging Energy / Wh        ∫ max(-I, 0)·V dt from test start
 Surface Temperature T1 / degC  T_degC
 Ambient Temperature / degC     ambient_T_degC
-Applied Pressure / Pa          pressure_MPa × 1e6
+Applied Pressure / Pa          P_MPa × 1e6
 =============================  ==========================================================
 
 The accumulated capacities/energies are recomputed from the exported current and voltage (so
@@ -53,6 +57,10 @@ Early drafts of the BDF used milliseconds (``Test Time / ms``, ``Unix Time / ms`
 the seconds-based labels of the current specification. BDF keeps metadata out of the table, so
 for CSV and BDF the metadata and units go to a sidecar ``<file>.meta.json``; Parquet stores them
 in the schema metadata (``labctl.metadata``, ``labctl.units``, and per-field ``unit``).
+
+Impedance spectra (`export_spectra`) are written with the `eis_point` table's columns plus the
+step number of each spectrum, one row per frequency, to CSV or Parquet (BDF has no impedance
+quantities).
 """
 
 from __future__ import annotations
@@ -60,7 +68,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,11 +85,12 @@ KNOWN_UNITS: dict[str, str] = {
     "cycle": "1",
     "step": "1",
     "step_index": "1",
+    "step_number": "",
     "step_time_s": "s",
     "Q_mAh": "mAh",
     "T_degC": "degC",
     "ambient_T_degC": "degC",
-    "pressure_MPa": "MPa",
+    "P_MPa": "MPa",
     "force_N": "N",
 }
 
@@ -97,11 +106,16 @@ def unit_of(name: str) -> str:
     return name.rpartition("_")[2] if "_" in name else ""
 
 
-def _as_columns(columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def _same_length(columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
     cols = {k: np.asarray(v) for k, v in columns.items()}
     lengths = {k: len(v) for k, v in cols.items()}
     if len(set(lengths.values())) > 1:
         raise ValueError(f"columns differ in length: {lengths}")
+    return cols
+
+
+def _as_columns(columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    cols = _same_length(columns)
     for req in ("t_s", "E_V"):
         if req not in cols:
             raise ValueError(f"missing required column {req!r}")
@@ -165,8 +179,8 @@ def bdf_columns(
         out["Surface Temperature T1 / degC"] = np.asarray(cols["T_degC"], dtype=float)
     if "ambient_T_degC" in cols:
         out["Ambient Temperature / degC"] = np.asarray(cols["ambient_T_degC"], dtype=float)
-    if "pressure_MPa" in cols:
-        out["Applied Pressure / Pa"] = np.asarray(cols["pressure_MPa"], dtype=float) * 1e6
+    if "P_MPa" in cols:
+        out["Applied Pressure / Pa"] = np.asarray(cols["P_MPa"], dtype=float) * 1e6
     return out
 
 
@@ -222,11 +236,14 @@ def write_parquet(
     columns: Mapping[str, Any], metadata: Mapping[str, Any], path: str | Path
 ) -> Path:
     """Parquet via pyarrow; units per field and run metadata in the schema metadata."""
+    return _write_parquet(_as_columns(columns), metadata, Path(path))
+
+
+def _write_parquet(cols: Mapping[str, np.ndarray], metadata: Mapping[str, Any], path: Path
+                   ) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    cols = _as_columns(columns)
     fields, arrays = [], []
     for name, arr in cols.items():
         a = pa.array(arr.tolist() if arr.dtype == object else arr)
@@ -254,3 +271,33 @@ def export_run(
     if fmt not in writers:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {sorted(writers)}")
     return writers[fmt](columns, metadata, path)
+
+
+#: Columns of an exported spectrum, in order: the step, then the eis_point table's columns.
+SPECTRUM_COLUMNS = ("step_index", "step_number", "t_s", "frequency_Hz", "Z_re_ohm", "Z_im_ohm",
+                    "Z_mod_ohm", "phase_deg", "E_V", "I_mA")
+
+
+def export_spectra(
+    spectra: Sequence[tuple[int, str, Mapping[str, Any]]],
+    metadata: Mapping[str, Any],
+    fmt: str,
+    path: str | Path,
+) -> Path:
+    """Write impedance spectra, (step index, step number, eis_point columns) each, as CSV or
+    Parquet, one row per frequency."""
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"spectra are written as csv or parquet, not {fmt!r}")
+    path = Path(path)
+    parts = []
+    for step_index, step_number, sp in spectra:
+        n = len(sp["t_s"])
+        parts.append({"step_index": np.full(n, step_index, dtype=np.int64),
+                      "step_number": np.full(n, step_number, dtype=object),
+                      **{c: np.asarray(sp[c], dtype=float) for c in SPECTRUM_COLUMNS[2:]}})
+    cols = _same_length({c: np.concatenate([p[c] for p in parts]) for c in SPECTRUM_COLUMNS})
+    if fmt == "parquet":
+        return _write_parquet(cols, metadata, path)
+    _write_csv(cols, path)
+    _sidecar(path, metadata, {k: unit_of(k) for k in cols}, "labctl-eis-csv")
+    return path

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from sqlalchemy import Engine
 
 from labctl.analysis import eis
-from labctl.analysis.figures import (
+from labctl.analysis.figures.registry import (
     FORMATS,
     PLOT_KINDS,
     Needs,

@@ -8,7 +8,7 @@ One module per group of commands; each registers on `labctl.cli.app.app`.
 """
 
 # The order of these imports is the order of the commands in --help.
-from labctl.cli import launching, inspecting, controlling, checking  # noqa: F401, I001
+from labctl.cli import launching, inspecting, notes, controlling, checking  # noqa: F401, I001
 from labctl.cli import products, bench, database  # noqa: F401
 from labctl.cli import web  # noqa: F401
 from labctl.cli.app import app

@@ -18,9 +18,11 @@ app = typer.Typer(
     name="labctl",
     help="Instrument control, protocols and SQL recording for solid-state battery labs.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    # -h as well as --help, on every command (sub-contexts inherit the setting)
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 db_app = typer.Typer(help="Database management.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -35,18 +37,42 @@ err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() el
 
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", help="Database URL (default: LABCTL_DB, else the embedded SQLite file)."),
+    typer.Option("--db", metavar="URL",
+                 help="Database URL (default: LABCTL_DB, else the embedded SQLite file)."),
 ]
 # options shared by the commands that start runs (run, campaign)
 SimOption = Annotated[bool, typer.Option("--sim", help="Run on the simulated bench.")]
 StationOption = Annotated[Path | None, typer.Option(
-    "--station", help="Station file naming the instruments (see labctl.stations.schema).")]
+    "--station", metavar="PATH",
+    help="Station file naming the instruments (see labctl.stations.schema).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
-OperatorOption = Annotated[str | None, typer.Option(help="Who is running this.")]
-SeedOption = Annotated[int, typer.Option(help="Random seed of the simulated bench.")]
+OperatorOption = Annotated[str | None, typer.Option(metavar="NAME",
+                                                    help="Who is running this.")]
+SeedOption = Annotated[int, typer.Option(metavar="INTEGER",
+                                         help="Random seed of the simulated bench.")]
 NotifyOption = Annotated[list[str] | None, typer.Option(
-    "--notify", help="apprise URL to tell when a run ends or trips (repeatable), e.g. "
-                     "mailto://..., slack://..., json://host/path.")]
+    "--notify", metavar="URL",
+    help="apprise URL to tell when a run ends or trips (repeatable), e.g. "
+         "mailto://..., slack://..., json://host/path.")]
+RunArgument = Annotated[int, typer.Argument(metavar="RUN", help="Run number (see labctl runs).",
+                                            show_default=False)]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from labctl import __version__
+
+        out.print(f"labctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", "-V", callback=_print_version, is_eager=True,
+        help="Print labctl's version and exit.")] = False,
+) -> None:
+    """Instrument control, protocols and SQL recording for solid-state battery labs."""
 
 
 class UserError(Exception):

@@ -90,8 +90,29 @@ def shown_as_held(conn: Connection, runs: list[RunSummary]) -> list[RunSummary]:
     return runs
 
 
-def recent_runs(engine: Engine, limit: int = 20) -> list[RunSummary]:
-    return _run_summaries(engine, limit=limit)
+def recent_runs(engine: Engine, limit: int | None = 20, *, cell: str | None = None,
+                status: str | None = None, protocol: str | None = None,
+                since: Any = None, run_ids: set[int] | None = None) -> list[RunSummary]:
+    """The newest runs matching every filter given, newest first, at most `limit`.
+
+    `cell` and `protocol` match part of the name, case-insensitively; `since` is a datetime
+    (UTC) the run started at or after; `run_ids` keeps only those runs (e.g. the runs with a
+    tag). `status` is compared with the status shown (after the holder check), so
+    ``status="interrupted"`` also finds runs whose holder is gone but not yet reconciled.
+    """
+    where: list[Any] = []
+    if cell:
+        where.append(m.Cell.name.icontains(cell, autoescape=True))
+    if protocol:
+        where.append(m.Protocol.name.icontains(protocol, autoescape=True))
+    if since is not None:
+        where.append(m.Run.started_at >= since)
+    if run_ids is not None:
+        where.append(m.Run.id.in_(sorted(run_ids)))
+    if status is None:
+        return _run_summaries(engine, *where, limit=limit)
+    shown = [r for r in _run_summaries(engine, *where) if r.status == status]
+    return shown if limit is None else shown[:limit]
 
 
 def get_run(engine: Engine, run_id: int) -> RunSummary | None:
@@ -182,3 +203,18 @@ def step_spectrum(engine: Engine, step_id: int) -> dict[str, np.ndarray]:
     cols = ("t_s", "frequency_Hz", "Z_re_ohm", "Z_im_ohm", "Z_mod_ohm", "phase_deg", "E_V",
             "I_mA")
     return _columns(engine, "eis_point", cols, "step_id", [step_id])
+
+
+def run_time_s(engine: Engine, run_ids: list[int]) -> dict[int, float]:
+    """Run time reached by each run on its instrument clock (the latest step end or start), s.
+
+    This is what a run's duration means to people: a simulated 10 h CCD run that took a minute
+    of wall time lasted 10 h. Runs without steps are absent.
+    """
+    if not run_ids:
+        return {}
+    latest = func.max(func.coalesce(m.Step.t_end_s, m.Step.t_start_s))
+    stmt = (select(m.Step.run_id, latest).where(m.Step.run_id.in_(run_ids))
+            .group_by(m.Step.run_id))
+    with engine.connect() as conn:
+        return {int(rid): float(t) for rid, t in conn.execute(stmt).all() if t is not None}

@@ -23,7 +23,7 @@ def _run() -> dict[str, np.ndarray]:
         "I_A": i,
         "cycle": np.ones(t.size, dtype=np.int64),
         "step_index": step_index,
-        "pressure_MPa": np.full(t.size, 2.0),
+        "P_MPa": np.full(t.size, 2.0),
     }
 
 
@@ -40,7 +40,7 @@ def test_csv_round_trip_and_sidecar(tmp_path: Path) -> None:
     for j, name in enumerate(cols):
         np.testing.assert_array_equal(got[:, j], cols[name])
     side = json.loads((tmp_path / "run.csv.meta.json").read_text())
-    assert side["units"]["t_s"] == "s" and side["units"]["pressure_MPa"] == "MPa"
+    assert side["units"]["t_s"] == "s" and side["units"]["P_MPa"] == "MPa"
     assert side["metadata"]["cell"] == "NaK|NASICON-07"
 
 

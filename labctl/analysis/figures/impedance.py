@@ -3,8 +3,9 @@
 Wu et al. 2025 Fig. 2c–e show each alloy's spectra with the fit of their circuit (Fig. 2b,
 R∞ + three R‖CPE arcs); Fig. 3b–d map the DRT of every in-situ spectrum against time. The fit
 drawn is the one the `circuit` analysis stored for that spectrum (R, τ, α per arc), so the
-figure shows exactly the numbers `labctl show` reports; a spectrum without stored results is
-fitted here the same way (labctl.analysis.eis), never drawn without saying so.
+figure shows exactly the numbers `labctl show` reports (R∞ + GB + one electrode arc where the
+analysis found the SnO2/interface split not identifiable). A panel whose spectra have no
+stored fit says so and names the command that computes it.
 
 A run's spectra share its colour, in shades from light (first) to full (last); a panel with
 several spectra gets a colour bar of their time instead of a legend entry per spectrum.
@@ -49,24 +50,35 @@ def _time_bar(fig: Figure, ax: Axes, run: RunData, i: int, spectra: Sequence[Spe
     return div, unit
 
 
-def _fit_arcs(run: RunData, sp: Spectrum) -> tuple[float, list[tuple[float, float, float]]]:
-    """R∞ and (R, τ, α) of each arc: stored circuit results, else a fit now."""
+#: R∞ and the (R, τ, α) of each ZARC of a fitted model
+StoredFit = tuple[float, list[tuple[float, float, float]]]
+
+
+def _fit_arcs(run: RunData, sp: Spectrum) -> StoredFit | None:
+    """R∞ and (R, τ, α) of each arc of the model the spectrum determines.
+
+    The stored `circuit` results when present: the paper's three arcs when their split was
+    identifiable, else R∞ + GB + the one electrode arc (R_SnO2_plus_int), as the analysis
+    reports them. None when the spectrum has no stored fit: fitting here would take seconds
+    per spectrum and could differ from what the analysis stored.
+    """
     got = run.step_results(sp.step.id)
-    names = eis.ARC_NAMES
+    names = (eis.ARC_NAMES if got.get("circuit_identifiable", 1.0) else
+             ("GB", "SnO2_plus_int"))
     keys = ["R0_ohm", *(f"{k}_{a}{u}" for a in names
                         for k, u in (("R", "_ohm"), ("tau", "_s"), ("alpha", "")))]
-    if all(k in got for k in keys):
-        arcs = [(got[f"R_{a}_ohm"], got[f"tau_{a}_s"], got[f"alpha_{a}"]) for a in names]
-        return got["R0_ohm"], arcs
-    c = eis.fit_paper_circuit(sp.f_Hz, sp.Z_ohm)
-    return c.R0_ohm, [(a.R_ohm, a.tau_s, a.alpha) for a in c.arcs]
+    if not all(k in got for k in keys):
+        return None
+    return got["R0_ohm"], [(got[f"R_{a}_ohm"], got[f"tau_{a}_s"], got[f"alpha_{a}"])
+                           for a in names]
 
 
 def fitted_impedance(run: RunData, sp: Spectrum, f: np.ndarray) -> np.ndarray | None:
-    """The paper's circuit evaluated at `f` for this spectrum, or None if it cannot be fitted."""
-    if sp.f_Hz.size < 11:  # ten parameters
+    """The stored circuit fit evaluated at `f` for this spectrum, or None if there is none."""
+    fit = _fit_arcs(run, sp)
+    if fit is None:
         return None
-    r0, arcs = _fit_arcs(run, sp)
+    r0, arcs = fit
     z = np.full(f.shape, r0, dtype=complex)
     for r, tau, alpha in arcs:
         if not (np.isfinite(tau) and tau > 0):
@@ -92,6 +104,9 @@ def nyquist(runs: Sequence[RunData]) -> Figure:
             z_fit = fitted_impedance(run, sp, f_fit)
             if z_fit is not None:
                 ax.plot(z_fit.real, -z_fit.imag, "-", lw=0.9, color=colour, gid=run.gid)
+        if not any(line.get_linestyle() == "-" for line in ax.lines):
+            ax.text(0.01, 0.97, f"no stored circuit fit (labctl analyze {run.run_id} --only "
+                    "circuit)", transform=ax.transAxes, va="top", fontsize=7, color="0.35")
         if len(sps) > 1:
             _time_bar(fig, ax, run, i, sps)
         style.panel_title(ax, run, i)
@@ -101,7 +116,8 @@ def nyquist(runs: Sequence[RunData]) -> Figure:
         style.plain_numbers(ax)
     fig.legend(handles=[Line2D([], [], ls="", marker="o", ms=3, mfc="none", color="0.3",
                                label="measured"),
-                        Line2D([], [], color="0.3", label="fit, R∞ + 3 R‖CPE")],
+                        Line2D([], [], color="0.3", label="circuit fit (Fig. 2b; one electrode arc "
+                               "when SnO$_2$/interface are not separable)")],
                loc="outside lower center", ncols=2, fontsize=7, frameon=False)
     return fig
 
@@ -162,11 +178,10 @@ def drt_map(runs: Sequence[RunData]) -> Figure:
         gamma = np.array([np.interp(np.log(grid), np.log(d.tau), d.gamma, left=0.0, right=0.0)
                           for _, d in f])
         t = np.array([sp.t_mid_s for sp, _ in f]) / div
-        if len(f) == 1:  # one spectrum: a band rather than a surface
-            mesh = ax.pcolormesh(grid, np.array([t[0] - 0.5, t[0] + 0.5]), gamma,
-                                 shading="auto", cmap="viridis", norm=norm)
-        else:
-            mesh = ax.pcolormesh(grid, t, gamma, shading="gouraud", cmap="viridis", norm=norm)
+        if len(f) == 1:  # one spectrum: a band of a tenth of the axis rather than a surface
+            half = max(span / div, 1.0) * 0.05
+            t, gamma = np.array([t[0] - half, t[0] + half]), np.vstack([gamma, gamma])
+        mesh = ax.pcolormesh(grid, t, gamma, shading="gouraud", cmap="viridis", norm=norm)
         mesh.set_gid(run.gid)
         ax.set_xscale("log")
         ax.set_xlabel("τ (s)")

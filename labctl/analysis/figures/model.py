@@ -12,26 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from labctl.analysis.figures.kinds import FigureKind
 from labctl.recording.queries import StepSummary
 from labctl.recording.reads_analysis import ResultRow, RunContext
 
 
 class PlotError(ValueError):
     """The figure cannot be drawn from these runs (e.g. a Nyquist plot of a run without EIS)."""
-
-
-class FigureKind(enum.StrEnum):
-    """The figure kinds, named after what they show; the paper's panel is in each docstring."""
-
-    VOLTAGE = "voltage"
-    CCD = "ccd"
-    CCD_SUMMARY = "ccd-summary"
-    STRIPPING = "stripping"
-    NYQUIST = "nyquist"
-    BODE = "bode"
-    DRT = "drt"
-    DRT_MAP = "drt-map"
-    CV = "cv"
 
 
 class Needs(enum.Flag):
