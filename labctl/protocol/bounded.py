@@ -86,10 +86,13 @@ def read_bounded(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> tuple[str
         raise _refuse(file, f"cannot read file: {exc.strerror}") from None
     finally:
         os.close(fd)
+    data = b"".join(chunks)
     try:
-        return file, b"".join(chunks).decode("utf-8")
+        return file, data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _refuse(file, f"file is not UTF-8 text (byte {exc.start})") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise _refuse(file, f"file is not UTF-8 text (byte {exc.start})", line, col) from None
 
 
 def _too_big(file: str, size: int, max_bytes: int) -> ProtocolError:
