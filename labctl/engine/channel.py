@@ -139,6 +139,7 @@ class ChannelContext:
     cell: str = ""  # the cell's name, for what the run tells people
     estimated_s: float | None = None  # the plan's estimate, for displays
     paused: bool = False
+    pause_held: bool = False  # its channel is off for the pause, waiting for the resume
     results: dict[str, float | str | None] = field(default_factory=dict)  # for the outcome
     reported: set[str] = field(default_factory=set)  # results already published by `report`
     step_counter: int = 0
@@ -612,8 +613,12 @@ class _Load:
         ctx.safe_state("paused by operator", self.live.step)
         reading = ctx.channel.poll()  # collect what was buffered before the stop
         self._consume(reading, ctx.read_pressure(), stopping=True)
-        while ctx.paused:
-            yield ctx.clock.now() + ctx.poll_interval_s
+        ctx.pause_held = True  # on a virtual clock, the scheduler now keeps wall time
+        try:
+            while ctx.paused:
+                yield ctx.clock.now() + ctx.poll_interval_s
+        finally:
+            ctx.pause_held = False
         live = self.live
         if self.over or live is None:
             return

@@ -161,9 +161,11 @@ def _apply(ctx: ChannelContext, sched: Scheduler, action: OperatorAction | None)
 
 
 def _paused_flag(ctx: ChannelContext) -> Callable[[], bool]:
-    """Whether `ctx`'s run is paused now (the scheduler keeps a virtual clock at wall speed
-    while every run on it is)."""
-    return lambda: ctx.paused
+    """Whether `ctx`'s run is paused now with its channel off (the scheduler keeps a virtual
+    clock at wall speed while every run on it is). A pause requested while the runner waits
+    for its next poll is not held yet: the clock jumps to that poll, where the channel is
+    switched off, as it does without a pause."""
+    return lambda: ctx.paused and ctx.pause_held
 
 
 def run_protocol(

@@ -6,13 +6,14 @@ it sleeps in short slices so that points are flushed every second and operator r
 resume, abort from another process, Ctrl-C here) are seen promptly. Deterministic: ties are
 broken by the order runners were added.
 
-A pause on a virtual clock: while every live runner is paused, nothing is left that time could
-jump for, and jumping anyway would rest the cells for simulated days in a second of the
-operator's pause (the run's time axis then read 493,139 h after a pause). So the virtual clock
-then runs at wall speed, in slices with housekeeping between them, until a runner is resumed:
-the pause takes as long in the run's time as it took the operator. When some runners on the
-clock are still running, the clock is theirs and keeps jumping (a bench has one clock); the
-paused run's channel rests for that time, as a paused channel of a busy bench does.
+A pause on a virtual clock: while every live runner is paused (its channel off, waiting for
+the resume: `Job.paused`), nothing is left that time could jump for, and jumping anyway would
+rest the cells for simulated days in a second of the operator's pause (the run's time axis then
+read 493,139 h after a pause). So the virtual clock then runs at wall speed, in slices with
+housekeeping between them, until a runner is resumed: the pause takes as long in the run's time
+as it took the operator. When some runners on the clock are still running, the clock is theirs
+and keeps jumping (a bench has one clock); the paused run's channel rests for that time, as a
+paused channel of a busy bench does.
 """
 
 from __future__ import annotations
