@@ -18,6 +18,7 @@ from sqlalchemy import Engine, Integer, cast, func, literal, select
 
 from labctl.recording import models as m
 from labctl.recording.queries import RunSummary, _run_summaries
+from labctl.recording.reads_analysis import ResultRow
 
 #: Statuses of a run that is still on its channel (the engine may still act on a request).
 LIVE_STATUSES = ("running", "paused")
@@ -70,29 +71,27 @@ class EventRow:
     message: str
 
 
-@dataclass(frozen=True)
-class ResultView:
+@dataclass
+class ResultView(ResultRow):
     """A stored result with its quality flag (a flagged value failed its quality check)."""
 
-    name: str
-    value: float | None
-    text: str | None
-    unit: str
-    analysis: str
-    step_id: int | None
-    flagged: bool
-    flag_reason: str | None
+    flagged: bool = False
+    flag_reason: str | None = None
 
 
 @dataclass(frozen=True)
 class ChannelUse:
-    """A (station, channel) seen in the database, with the newest run on it."""
+    """A channel seen in the database (station, potentiostat, channel number), with the newest
+    run on it and the live runs on it (more than one when separate processes each ran a bench
+    of that name, as simulated benches do)."""
 
     station: str
+    potentiostat: str | None
     channel: int | None
     simulated: bool
     run_id: int
     status: str
+    live: tuple[int, ...] = ()
 
 
 def _run_steps(run_id: int) -> Any:
@@ -110,19 +109,25 @@ def runs_by_status(engine: Engine, recent: int = 50) -> dict[str, list[RunSummar
 
 
 def channels(engine: Engine) -> list[ChannelUse]:
-    """Each station's channels as the runs recorded them, with the newest run on each."""
+    """Each station's channels as the runs recorded them, with the newest and the live runs."""
+    key = (m.Run.station, m.Instrument.name, m.Run.channel, m.Run.simulated)
     newest = (
         select(func.max(m.Run.id).label("run_id"))
-        .group_by(m.Run.station, m.Run.channel, m.Run.simulated)
+        .outerjoin(m.Instrument, m.Instrument.id == m.Run.potentiostat_id)
+        .group_by(*key)
         .subquery()
     )
-    stmt = (
-        select(m.Run.station, m.Run.channel, m.Run.simulated, m.Run.id, m.Run.status)
-        .join(newest, newest.c.run_id == m.Run.id)
-        .order_by(m.Run.station, m.Run.channel)
-    )
+    base = select(*key, m.Run.id, m.Run.status).outerjoin(
+        m.Instrument, m.Instrument.id == m.Run.potentiostat_id)
     with engine.connect() as conn:
-        return [ChannelUse(*row) for row in conn.execute(stmt).all()]
+        rows = conn.execute(base.join(newest, newest.c.run_id == m.Run.id)).all()
+        live = conn.execute(base.where(m.Run.status.in_(LIVE_STATUSES))
+                            .order_by(m.Run.id)).all()
+    live_on: dict[tuple[Any, ...], list[int]] = {}
+    for row in live:
+        live_on.setdefault(tuple(row[:4]), []).append(row[4])
+    uses = [ChannelUse(*row, live=tuple(live_on.get(tuple(row[:4]), ()))) for row in rows]
+    return sorted(uses, key=lambda c: (c.station, c.potentiostat or "", c.channel or 0))
 
 
 def last_value(engine: Engine, run_id: int) -> LastValue | None:

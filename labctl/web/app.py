@@ -22,9 +22,16 @@ import anyio
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sse_starlette.sse import EventSourceResponse
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -41,7 +48,7 @@ from labctl.recording.live_reads import (
 )
 from labctl.recording.queries import get_run, run_steps
 from labctl.recording.recorder import Recorder
-from labctl.web import views
+from labctl.web import exports, views
 from labctl.web.security import SESSION_COOKIE, Guard, Refusal
 from labctl.web.trace_cache import TraceCache
 
@@ -78,6 +85,7 @@ class Dashboard:
         self.recorder = Recorder(engine)
         self.env = _templates()
         self.traces = TraceCache(engine, TRACE_BUCKETS)
+        self.db_url = engine.url.render_as_string(hide_password=False)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -152,6 +160,17 @@ class Dashboard:
             finally:
                 plt.close(fig)
         return buf.getvalue()
+
+    async def export(self, request: Request) -> Response:
+        run_id, fmt = request.path_params["run_id"], request.path_params["fmt"]
+        if fmt not in exports.FORMATS:
+            raise HTTPException(404, f"exports come as {', '.join(exports.FORMATS)}")
+        try:
+            made = await anyio.to_thread.run_sync(exports.export, self.db_url, run_id, fmt)
+        except exports.ExportFailed as exc:
+            raise HTTPException(409, str(exc)) from None
+        return FileResponse(made.path, media_type=made.media_type, filename=made.path.name,
+                            background=BackgroundTask(made.remove))
 
     # ---- live streams ------------------------------------------------------------------------
     async def overview_stream(self, request: Request) -> Response:
@@ -260,6 +279,7 @@ def create_app(engine: Any, guard: Guard, poll_s: float = POLL_S) -> Starlette:
         Route("/runs/{run_id:int}", d.run_page),
         Route("/runs/{run_id:int}/trace.json", d.trace),
         Route("/runs/{run_id:int}/figures/{kind}.{fmt}", d.figure),
+        Route("/runs/{run_id:int}/export.{fmt}", d.export),
         Route("/runs/{run_id:int}/control", d.control, methods=["POST"]),
         Route("/live/overview", d.overview_stream),
         Route("/live/runs/{run_id:int}", d.run_stream),

@@ -116,41 +116,61 @@ def serve(web_db: str) -> Iterator[Serve]:
         _stop(proc)
 
 
-Campaign = Callable[..., subprocess.Popen[str]]
+Launch = Callable[..., subprocess.Popen[str]]
 
 
 @pytest.fixture
-def campaign(web_db: str, tmp_path: Path) -> Iterator[Campaign]:
-    """Start `labctl campaign FILE --sim` on the test database; wait until its runs run."""
+def launch(web_db: str) -> Iterator[Launch]:
+    """Start `labctl ARGS... --sim --db <test db>` as a process; return once at least
+    `running` runs in the database are running (from every process so far)."""
     procs: list[subprocess.Popen[str]] = []
 
-    def start(campaign_file: Path | None = None, n_runs: int = 2) -> subprocess.Popen[str]:
-        if campaign_file is None:
-            (tmp_path / "long.yaml").write_text(LONG_PROTOCOL, encoding="utf-8")
-            campaign_file = tmp_path / "campaign.yaml"
-            cells = ROOT / "examples" / "cells"
-            campaign_file.write_text(
-                "name: dashboard test campaign\nruns:\n"
-                f"  - {{protocol: long.yaml, cell: {cells / 'na_symmetric.yaml'}}}\n"
-                f"  - {{protocol: long.yaml, cell: {cells / 'nak50_half.yaml'}}}\n",
-                encoding="utf-8")
-        proc = subprocess.Popen([*_LABCTL, "campaign", str(campaign_file), "--sim", "--db",
-                                 web_db], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, cwd=ROOT)
+    def start(*args: str, running: int) -> subprocess.Popen[str]:
+        proc = subprocess.Popen([*_LABCTL, *args, "--sim", "--db", web_db],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                cwd=ROOT)
         procs.append(proc)
         engine = open_database(web_db)
         try:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                if len(runs_by_status(engine).get("running", [])) >= n_runs:
+                if len(runs_by_status(engine).get("running", [])) >= running:
                     return proc
                 if proc.poll() is not None:
-                    raise AssertionError(f"campaign ended early: {proc.stderr.read()}")
+                    raise AssertionError(f"labctl {args[0]} ended early: {proc.stderr.read()}")
                 time.sleep(0.2)
-            raise AssertionError("the campaign's runs did not start within 120 s")
+            raise AssertionError(f"{running} runs were not running within 120 s")
         finally:
             engine.dispose()
 
     yield start
     for proc in procs:
         _stop(proc)  # Ctrl-C: channels off, runs recorded as aborted
+
+
+@pytest.fixture
+def long_protocol(tmp_path: Path) -> Path:
+    path = tmp_path / "long.yaml"
+    path.write_text(LONG_PROTOCOL, encoding="utf-8")
+    return path
+
+
+Campaign = Callable[..., subprocess.Popen[str]]
+
+
+@pytest.fixture
+def campaign(launch: Launch, long_protocol: Path, tmp_path: Path) -> Campaign:
+    """Start `labctl campaign FILE --sim` (default: two cells on the long protocol)."""
+
+    def start(campaign_file: Path | None = None, n_runs: int = 2) -> subprocess.Popen[str]:
+        if campaign_file is None:
+            campaign_file = tmp_path / "campaign.yaml"
+            cells = ROOT / "examples" / "cells"
+            campaign_file.write_text(
+                "name: dashboard test campaign\nruns:\n"
+                f"  - {{protocol: {long_protocol.name}, cell: {cells / 'na_symmetric.yaml'}}}\n"
+                f"  - {{protocol: {long_protocol.name}, cell: {cells / 'nak50_half.yaml'}}}\n",
+                encoding="utf-8")
+        return launch("campaign", str(campaign_file), running=n_runs)
+
+    return start

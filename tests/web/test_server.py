@@ -137,6 +137,26 @@ def test_pages_and_data_of_a_run(serve, live_run: int, web_db: str) -> None:
     assert httpx.get(f"{base}/runs/999/trace.json").status_code == 404
     r = httpx.get(f"{base}/runs/{live_run}/figures/voltage.jpeg")
     assert r.status_code == 404
+    r = httpx.get(f"{base}/runs/{live_run}/export.csv", timeout=120)
+    assert r.status_code == 409 and "no time-series points" in r.text  # labctl export's line
     for vendored in ("htmx-2.0.11.min.js", "htmx-ext-sse-2.2.4.min.js", "uPlot-1.6.32.iife.min.js",
                      "htmx.LICENSE", "uPlot.LICENSE"):
         assert httpx.get(f"{base}/static/vendor/{vendored}").status_code == 200, vendored
+
+
+def test_a_run_page_shows_results_with_their_quality_flags(serve, live_run: int,
+                                                           web_db: str) -> None:
+    engine = open_database(web_db)
+    Recorder(engine).store_results(live_run, "circuit", "1", [
+        ("R_bulk_ohm", 812.5, "ohm", None),
+        ("tau_gb_s", 3.1e-6, "s", None, "not determined by the data (95% interval > 100%)"),
+    ])
+    engine.dispose()
+    base = serve(token=None)
+    page = httpx.get(f"{base}/runs/{live_run}").text
+    rows = re.findall(r"<tr><td>(R_bulk_ohm|tau_gb_s)</td>.*?</tr>", page, flags=re.S)
+    assert len(rows) == 2
+    bulk, tau = (re.search(rf"<tr><td>{n}</td>.*?</tr>", page, flags=re.S).group(0)
+                 for n in ("R_bulk_ohm", "tau_gb_s"))
+    assert "812.5" in bulk and ">ok<" in bulk
+    assert "flagged: not determined by the data" in tau
