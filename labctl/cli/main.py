@@ -49,29 +49,43 @@ def main(argv: list[str] | None = None) -> None:
     except UsageError as exc:
         cmd = f" {exc.ctx.command_path.split(' ', 1)[1]}" if exc.ctx and " " in \
             exc.ctx.command_path else ""
-        err.print(f"labctl{cmd}: {exc.format_message()}", markup=False, soft_wrap=True)
+        _say(exc.format_message(), f"labctl{cmd}")
         sys.exit(2)
     except ClickException as exc:
-        err.print(f"labctl: {exc.format_message()}", markup=False, soft_wrap=True)
+        _say(exc.format_message())
         sys.exit(exc.exit_code)
     except ProtocolError as exc:
         for e in exc.errors:
             err.print(str(e), markup=False, soft_wrap=True)
         sys.exit(2)
     except UserError as exc:
-        err.print(f"labctl: {exc}", markup=False, soft_wrap=True)
+        _say(exc)
         sys.exit(2)
     except (NotificationURLError, CellHistoryConflict) as exc:
-        err.print(f"labctl: {exc}", markup=False, soft_wrap=True)
+        _say(exc)
         sys.exit(2)
     except (DatabaseError, LaunchError, StationError, RunFailure, Failure) as exc:
-        err.print(f"labctl: {exc}", markup=False, soft_wrap=True)
+        _say(exc)
         sys.exit(1)
     except KeyboardInterrupt as exc:
         _stopped(exc if isinstance(exc, StopRequested) else StopRequested(signal.SIGINT))
     except OSError as exc:
-        err.print(f"labctl: {exc}", markup=False, soft_wrap=True)
+        _say(exc)
         sys.exit(1)
+    except Exception as exc:  # a bug, not the operator's input: still one line, no traceback
+        if os.environ.get("LABCTL_DEBUG"):
+            raise
+        _say(f"internal error: {type(exc).__name__}: {exc} (LABCTL_DEBUG=1 shows where)")
+        sys.exit(1)
+
+
+def _say(message: object, prefix: str = "labctl") -> None:
+    """One line on stderr: credentials in URLs masked, control characters escaped, no markup."""
+    from labctl.cli.text import escape_control, mask_credentials
+
+    first = str(message).strip().splitlines()[0] if str(message).strip() else ""
+    err.print(f"{prefix}: {escape_control(mask_credentials(first))}", markup=False,
+              soft_wrap=True)
 
 
 def _stopped(stop: StopRequested) -> None:
