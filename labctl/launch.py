@@ -52,6 +52,7 @@ from labctl.recording.database import open_database
 from labctl.recording.history import check_cells
 from labctl.recording.journal import Journal, JournalSink, journal_dir
 from labctl.recording.recorder import Recorder, RecordingSink
+from labctl.station_claims import StationClaim
 from labctl.stations import Station, builtin_sim_station, load_station, open_station
 from labctl_drivers.interfaces import PotentiostatChannel
 from labctl_drivers.sim.faults import FaultPlan
@@ -189,22 +190,31 @@ def launch_runs(
     try:
         # a cell id recorded with another description is refused before any row or instrument
         check_cells(engine, [r.cell.as_record() for r in prepared])
-        station = open_station(spec, [r.cell for r in prepared], seed=seed if sim else None,
-                               faults=faults)
+        # leased before any instrument is touched: a channel another labctl holds is refused
+        claim = StationClaim.take(engine, spec, len(prepared))
+        try:  # a crashed holder's channels are switched off first thing on connecting
+            station = open_station(spec, [r.cell for r in prepared],
+                                   seed=seed if sim else None, faults=faults,
+                                   safe_first=claim.safe_first(spec))
+        except BaseException:
+            claim.release()
+            raise
     except BaseException:
         if notifier is not None:
             notifier.close()
         raise
     try:
+        claim.record_safe_state(spec)
         station.make_safe()  # every channel the runs use is off before anything is loaded
-        return _run_on(station, prepared, engine, operator, seed, subscribers, notifier)
+        return _run_on(station, prepared, engine, operator, seed, subscribers, notifier, claim)
     finally:
         station.close()
+        claim.release()
 
 
 def _run_on(station: Station, prepared: list[PreparedRun], engine: Engine,
             operator: str | None, seed: int, subscribers: Sequence[Sink],
-            notifier: Notifier | None) -> LaunchResult:
+            notifier: Notifier | None, claim: StationClaim) -> LaunchResult:
     """Record and run the prepared runs on an opened station; analyse; tell the notifier."""
     recorder = Recorder(engine)
     recorder.reconcile_stale_runs()
@@ -219,6 +229,8 @@ def _run_on(station: Station, prepared: list[PreparedRun], engine: Engine,
     contexts: list[ChannelContext] = []
     try:
         contexts = _open_runs(prepared, station, recorder, bus, operator, seed)
+        claim.name_runs((b.potentiostat.name, b.channel_index, c.run_id)
+                        for b, c in zip(station.bindings, contexts))
         _end_if_stopping(recorder, [c.run_id for c in contexts])
         drt_runs = {c.run_id for c, r in zip(contexts, prepared) if "drt" in r.protocol.analyses}
         if drt_runs:

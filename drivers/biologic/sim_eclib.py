@@ -50,6 +50,7 @@ a server process can host a `SimulatedEClib` and forward the calls over a pipe.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -81,6 +82,10 @@ __all__ = ["SimChannelStatus", "SimulatedEClib"]
 
 _EMPTY_WORDS = np.empty(0, dtype=np.uint32)
 _EMPTY_WORDS.flags.writeable = False
+
+
+#: How many of its last calls a simulated SP-300 keeps in its command log.
+COMMAND_LOG_LENGTH = 10_000
 
 
 class SimulatedEClib:
@@ -128,6 +133,7 @@ class SimulatedEClib:
         #: applies due cell faults there, calling `advance(t_fault)` first if it wants them at
         #: their own time).
         self.before_advance: Callable[[], None] | None = None
+        self._log: deque[tuple[float, str, int | None]] = deque(maxlen=COMMAND_LOG_LENGTH)
 
     # -- bench API -------------------------------------------------------------------------------
     @property
@@ -165,7 +171,15 @@ class SimulatedEClib:
                 ch.advance(now)
         return now
 
+    def command_log(self) -> list[tuple[float, str, int | None]]:
+        """The instrument's own record of the calls it received, oldest first: (bench clock
+        time, DLL function, channel or None). What reached the instrument, in which order
+        (e.g. that a crashed run's channels were stopped before anything else)."""
+        with self._lock:
+            return list(self._log)
+
     def _channel(self, channel: int, function: str) -> ChannelFirmware:
+        self._log.append((self.clock.now(), function, int(channel)))
         if not 0 <= int(channel) < len(self._channels):
             raise EClibError(-3, f"{function} (channel {channel})")
         return self._channels[int(channel)]
@@ -192,6 +206,7 @@ class SimulatedEClib:
     # -- EClib -----------------------------------------------------------------------------------
     def connect(self, address: str, timeout_s: int) -> tuple[int, DeviceInfo]:
         with self._lock:
+            self._log.append((self.clock.now(), "BL_Connect", None))
             self._fault("connect", "BL_Connect")
             if self.address is not None and address != self.address:
                 raise EClibError(-201, f"BL_Connect (nothing answers at {address!r})")

@@ -33,6 +33,7 @@ ECLIB_CALLS = frozenset({
     "connect", "disconnect", "test_connection", "channels_plugged", "channel_info",
     "load_firmware", "load_technique", "start_channel", "stop_channel", "current_values",
     "get_data",
+    "command_log",  # the simulated instrument's own record of the calls it received
 })
 
 

@@ -44,16 +44,18 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
 from labctl.recording import models as m
+from labctl.recording.database import DatabaseError
 
-#: How long a lease lasts without renewal. It only matters for holders on another host; it is
-#: long against everything that can stall a healthy process (a 10 s SQLite busy wait, retries).
-LEASE_TTL_S = 60.0
+#: How long a lease lasts without renewal (LABCTL_LEASE_TTL_S, default 60 s). It only matters for
+#: holders on another host; it is long against everything that can stall a healthy process (a
+#: 10 s SQLite busy wait, retries). Tests shorten it to outlast it quickly.
+LEASE_TTL_S = float(os.environ.get("LABCTL_LEASE_TTL_S", "60"))
 #: How often a running process renews its leases (well inside the TTL).
-RENEW_EVERY_S = 5.0
+RENEW_EVERY_S = min(5.0, LEASE_TTL_S / 3)
 #: Start times from /proc are kept to 10 ms; two reads of the same process agree far closer.
 _START_TOLERANCE_S = 0.05
 
@@ -258,6 +260,10 @@ def claim_channels(engine: Engine, station: str, wanted: Sequence[ChannelKey],
     wanted = tuple(dict.fromkeys(wanted))
     try:
         with engine.begin() as conn:
+            # a write first: claimants queue here (SQLite's write lock, PostgreSQL's row locks)
+            # instead of deciding on what another claimant is changing
+            conn.execute(update(m.ChannelLease).where(m.ChannelLease.station == station)
+                         .values(station=m.ChannelLease.station))
             now = float(conn.scalar(select(db_now_s(conn))))
             rows = conn.execute(select(m.ChannelLease)
                                 .where(m.ChannelLease.station == station)).all()
@@ -287,6 +293,10 @@ def claim_channels(engine: Engine, station: str, wanted: Sequence[ChannelKey],
     except IntegrityError:
         raise ChannelLeased(f"a channel of station {station!r} was leased by another labctl "
                             "at the same moment; nothing was touched") from None
+    except OperationalError as exc:  # e.g. SQLite still locked after its busy wait
+        detail = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else "error"
+        raise DatabaseError(f"could not lease the channels of station {station!r}: {detail}; "
+                            "nothing was touched") from None
     return ChannelClaim(station, holder, wanted, tuple(orphans))
 
 

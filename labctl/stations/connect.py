@@ -4,7 +4,9 @@ Order matters for the cells' safety and is the same for real and simulated stati
 
 1. every instrument a run will use is built by name through the driver registry and connected
    — connecting changes nothing on an instrument (a channel a crashed labctl left running is
-   seen running, not silently stopped);
+   seen running, not silently stopped) — except that the channels named `safe_first` (those a
+   crashed labctl held, whether or not these runs use them) are switched off right after their
+   potentiostat answers, before anything else is done on the station;
 2. every gauge is identified and read inside its band, before any current can flow;
 3. `Station.make_safe()` switches every channel the runs use off; only then does the engine
    load a technique.
@@ -192,9 +194,11 @@ def open_station(
     spec: StationSpec, cells: list[CellSpec], *, seed: int | None = None,
     faults: FaultPlan | None = None, every_instrument: bool = False,
     models: Sequence[CellModel] | None = None,
+    safe_first: Sequence[tuple[str, int]] = (),
 ) -> Station:
     """Connect what `cells` need (every instrument with `every_instrument`) and bind the cells to
-    channels in order. Nothing is switched on or off here (see `Station.make_safe`).
+    channels in order. Nothing is switched on here; only the (potentiostat, channel) pairs in
+    `safe_first` are switched off, first (see also `Station.make_safe`).
 
     On a simulated station each cell gets its digital twin on its channel; `models` replaces
     those twins (e.g. closed-form test cells whose response is known exactly)."""
@@ -207,7 +211,7 @@ def open_station(
     pot_entries = {p.name: p for p in spec.potentiostats}
     frame_entries = {f.name: f for f in spec.frames}
     used_pots = list(pot_entries) if every_instrument else list(
-        dict.fromkeys(ch.potentiostat for _, ch in pairs))
+        dict.fromkeys([*(ch.potentiostat for _, ch in pairs), *(p for p, _ in safe_first)]))
     frame_cell = {ch.frame: cell for cell, ch in pairs if ch.frame is not None}
     used_frames = list(frame_entries) if every_instrument else list(frame_cell)
     station = Station(spec.name, spec.simulated, clock, spec.poll_interval_s, [], bench=bench)
@@ -229,6 +233,9 @@ def open_station(
             pot = _potentiostat(pot_entries[name], bench)
             station.potentiostats[name] = pot
             pot.connect()
+            for pot_name, channel in safe_first:
+                if pot_name == name:
+                    pot.channel(channel).stop()
         for name in used_frames:
             entry = frame_entries[name]
             if frame_area_mm2(entry, frame_cell.get(name)) is None:  # a check without cells
