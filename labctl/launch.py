@@ -259,7 +259,18 @@ def _run_on(station: Station, prepared: list[PreparedRun], engine: Engine,
         journal.close()
         if notifier is not None:  # deliver what is queued before the process may exit
             notifier.close(NOTIFY_CLOSE_ON_STOP_S if stopping else NOTIFY_CLOSE_S)
+            if not sink.failed:
+                _record_delivery_failures(recorder, notifier, [c.run_id for c in contexts])
     return result
+
+
+def _record_delivery_failures(recorder: Recorder, notifier: Notifier, run_ids: list[int]) -> None:
+    """Each notification that did not reach its service, with apprise's reason, as a note on
+    its run (on every run when it was not about one)."""
+    for failure in notifier.failures:
+        for run_id in [failure.run_id] if failure.run_id in run_ids else run_ids:
+            recorder.event(run_id, EventKind.NOTE, f"notification '{failure.title}' not "
+                           f"delivered: {failure.reason}", severity=Severity.WARNING)
 
 
 def _note_deferred_stop(recorder: Recorder, run_ids: list[int]) -> None:
