@@ -320,6 +320,8 @@ def _open_runs(
             potentiostat=binding.potentiostat.as_row(), channel=binding.channel_index, seed=seed,
             pid=os.getpid(),
         )
+        for warning in protocol.warnings:  # validation warnings are kept with the run
+            recorder.event(run_id, EventKind.NOTE, warning, severity=Severity.WARNING.value)
         contexts.append(ChannelContext(
             run_id=run_id, bus=bus, channel=binding.channel, clock=station.clock,
             t0=t0, limits=protocol.limits, area_cm2=binding.cell.area,

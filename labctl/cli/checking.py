@@ -136,6 +136,8 @@ def plan(
     from labctl.protocol import plan as make_plan
 
     resolved, _, _ = load_and_resolve(protocol, cell)
+    for warning in resolved.warnings:
+        err.print(warning, markup=False, soft_wrap=True)
     rows = make_plan(resolved, INSTRUMENT_TIMING)
     total = plan_total(rows)
     if as_json:
