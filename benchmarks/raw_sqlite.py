@@ -1,8 +1,9 @@
 """The baseline every recording benchmark compares against: bare `sqlite3` executemany.
 
 Same table shapes as labctl's `point` and `eis_point` (with their step_id index, without the
-rest of labctl's schema), WAL journal and synchronous=NORMAL like labctl's SQLite engine, rows
-already built as tuples, one commit per batch: the cheapest honest way to store those rows.
+rest of labctl's schema), WAL journal and synchronous=FULL like labctl's SQLite engine (every
+commit fsynced: what the README promises), rows already built as tuples, one commit per batch:
+the cheapest honest way to store those rows.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ EIS_INSERT = ("INSERT INTO eis_point (step_id, t_s, frequency_Hz, Z_re_ohm, Z_im
               "Z_mod_ohm, phase_deg, E_V, I_mA) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
     """A fresh file with labctl-shaped point and eis_point tables."""
     con = sqlite3.connect(path)
     con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=NORMAL")
+    con.execute(f"PRAGMA synchronous={synchronous}")
     con.execute("CREATE TABLE point (id INTEGER PRIMARY KEY, step_id INTEGER NOT NULL, "
                 "t_s FLOAT NOT NULL, E_V FLOAT NOT NULL, I_mA FLOAT NOT NULL, "
                 "Q_mAh FLOAT NOT NULL, P_MPa FLOAT)")
