@@ -73,7 +73,7 @@ def runs(
     from labctl.recording.database import open_database
     from labctl.recording.queries import recent_runs, run_time_s
     from labctl.recording.reads_report import run_tags, runs_tagged
-    from labctl.report.contents import duration_of
+    from labctl.report.readable import duration_of
 
     engine = open_database(db)
     started = None if since is None else parse_since(since)
@@ -167,9 +167,9 @@ def show(
     from labctl.recording.queries import get_run, run_events, run_steps, run_time_s
     from labctl.recording.reads_analysis import run_results_rows
     from labctl.recording.reads_report import run_notes, run_tags
-    from labctl.report.contents import duration_of, quality_flag, result_value
     from labctl.report.numbering import step_labels
     from labctl.report.numbers import seconds
+    from labctl.report.readable import duration_of, quality_flag, result_value
 
     engine = open_database(db)
     info = get_run(engine, run_id)

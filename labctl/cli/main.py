@@ -25,14 +25,6 @@ except ImportError:  # pragma: no cover - depends on the installed typer
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app and turn expected errors into one line on stderr."""
-    from labctl.engine.runner import RunFailure
-    from labctl.launch import LaunchError
-    from labctl.notify import NotificationURLError
-    from labctl.protocol import ProtocolError
-    from labctl.recording.database import DatabaseError
-    from labctl.recording.history import CellHistoryConflict
-    from labctl.stations import StationError
-
     try:
         # Without standalone mode, typer returns exit codes (typer.Exit, Ctrl-C -> 130) instead
         # of raising them; turn them into the process's exit status.
@@ -54,17 +46,20 @@ def main(argv: list[str] | None = None) -> None:
     except ClickException as exc:
         _say(exc.format_message())
         sys.exit(exc.exit_code)
-    except ProtocolError as exc:
+    except _loaded("labctl.protocol.errors:ProtocolError") as exc:
         for e in exc.errors:
             err.print(str(e), markup=False, soft_wrap=True)
         sys.exit(2)
     except UserError as exc:
         _say(exc)
         sys.exit(2)
-    except (NotificationURLError, CellHistoryConflict) as exc:
+    except _loaded("labctl.notify:NotificationURLError",
+                   "labctl.recording.history:CellHistoryConflict") as exc:
         _say(exc)
         sys.exit(2)
-    except (DatabaseError, LaunchError, StationError, RunFailure, Failure) as exc:
+    except (Failure, *_loaded("labctl.recording.database:DatabaseError",
+                              "labctl.launch:LaunchError", "labctl.stations.connect:StationError",
+                              "labctl.engine.runner:RunFailure")) as exc:
         _say(exc)
         sys.exit(1)
     except KeyboardInterrupt as exc:
@@ -77,6 +72,21 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _say(f"internal error: {type(exc).__name__}: {exc} (LABCTL_DEBUG=1 shows where)")
         sys.exit(1)
+
+
+def _loaded(*names: str) -> tuple[type[BaseException], ...]:
+    """The exception classes `module:Class` whose modules are imported, for an except clause.
+
+    An exception can only have been raised by code whose module was imported, so the classes of
+    modules never loaded need not be caught; importing them just to catch them (the engine,
+    pint, the launcher) cost read-only commands most of their start-up time.
+    """
+    found = []
+    for name in names:
+        module, _, cls = name.partition(":")
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], cls))
+    return tuple(found)
 
 
 def _say(message: object, prefix: str = "labctl") -> None:
