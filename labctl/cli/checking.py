@@ -41,12 +41,13 @@ def _file_kind(path: Path) -> str:
     return "protocol"
 
 
-def _check(path: Path, kind: str, cell: Any) -> tuple[list[Any], list[Any]]:
-    """(errors, warnings) of one file of `kind`."""
+def _check(path: Path, kind: str, cell: Any, ranges: Any) -> tuple[list[Any], list[Any]]:
+    """(errors, warnings) of one file of `kind` (protocols against the instrument `ranges`)."""
     from labctl.campaign import load_campaign
     from labctl.protocol import load_protocol, resolve
     from labctl.protocol.errors import ProtocolError
-    from labctl.protocol.loader import load_cell
+    from labctl.protocol.instrument import check_ranges
+    from labctl.protocol.loader import expand, load_cell
     from labctl.protocol.semantics import cell_warnings
     from labctl.stations import load_station
 
@@ -54,7 +55,8 @@ def _check(path: Path, kind: str, cell: Any) -> tuple[list[Any], list[Any]]:
         if kind == "protocol":
             doc = load_protocol(path)
             if cell is not None:
-                return [], list(resolve(doc, cell).warnings)
+                return [], list(resolve(doc, cell, ranges).warnings)
+            return check_ranges(doc, expand(doc, []), ranges), []
         elif kind == "cell":
             return [], [str(w) for w in cell_warnings(load_cell(path))]
         elif kind == "campaign":
@@ -72,24 +74,35 @@ def validate(
         help="Protocol, cell, campaign or station files (the kind is told from the keys).")],
     cell: Annotated[Path | None, typer.Option("--cell", help="Also resolve against this cell.")]
     = None,
+    station: Annotated[Path | None, typer.Option(
+        "--station", help="Check protocols against this station's instrument ranges "
+                          "(default: the SP-300's).")] = None,
 ) -> None:
     """Check files; print FILE:LINE:COL: message for every problem (and every warning)."""
     from labctl.protocol.errors import ProtocolError
+    from labctl.protocol.instrument import SP300
     from labctl.protocol.loader import load_cell
+    from labctl.stations import load_station
 
     errors: list[Any] = []
     warnings: list[Any] = []
     cell_spec = None
+    ranges = SP300
     if cell is not None:
         try:
             cell_spec = load_cell(cell)
+        except ProtocolError as exc:
+            errors.extend(exc.errors)
+    if station is not None:
+        try:
+            ranges = load_station(station).instrument_ranges
         except ProtocolError as exc:
             errors.extend(exc.errors)
     counts = dict.fromkeys(_KINDS, 0)
     for f in files:
         kind = _file_kind(f)
         counts[kind] += 1
-        errs, warns = _check(f, kind, cell_spec)
+        errs, warns = _check(f, kind, cell_spec, ranges)
         errors.extend(errs)
         warnings.extend(warns)
     for w in warnings:

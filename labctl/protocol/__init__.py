@@ -16,6 +16,7 @@ from typing import Any
 
 from labctl.protocol.cell import CellSpec
 from labctl.protocol.errors import LocatedError, ProtocolError
+from labctl.protocol.instrument import SP300, InstrumentRanges
 from labctl.protocol.loader import (
     ProtocolDocument,
     load_cell,
@@ -29,7 +30,7 @@ from labctl.protocol.schema import SCHEMA_VERSION, ProtocolSpec
 
 
 def load_and_resolve(
-    protocol_path: str | Path, cell_path: str | Path
+    protocol_path: str | Path, cell_path: str | Path, ranges: InstrumentRanges = SP300
 ) -> tuple[ResolvedProtocol, ProtocolDocument, CellSpec]:
     """Load both files and resolve; errors from both files are raised together."""
     errors: list[LocatedError] = []
@@ -45,7 +46,7 @@ def load_and_resolve(
         errors.extend(exc.errors)
     if errors or doc is None or cell is None:
         raise ProtocolError(errors)
-    return resolve(doc, cell), doc, cell
+    return resolve(doc, cell, ranges), doc, cell
 
 
 def validate_files(
@@ -76,7 +77,9 @@ def json_schema() -> dict[str, Any]:
 
 __all__ = [
     "SCHEMA_VERSION",
+    "SP300",
     "CellSpec",
+    "InstrumentRanges",
     "LocatedError",
     "PlanRow",
     "PlanTotal",

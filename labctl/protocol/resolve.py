@@ -13,6 +13,7 @@ from typing import Any
 from labctl.protocol import semantics
 from labctl.protocol.cell import CellSpec
 from labctl.protocol.errors import LocatedError, PathElem, ProtocolError
+from labctl.protocol.instrument import SP300, InstrumentRanges, check_ranges
 from labctl.protocol.loader import ExpandedStep, ProtocolDocument, expand
 from labctl.protocol.resolved import (
     CV,
@@ -30,7 +31,6 @@ from labctl.protocol.resolved import (
     Rest,
 )
 from labctl.protocol.schema import (
-    I_ABS_MAX_MA,
     NAME_MAX_CHARS,
     CCDRampSpec,
     CVSpec,
@@ -53,9 +53,11 @@ DEFAULT_PRESSURE_TIMEOUT_S = 600.0
 
 
 class _Resolver:
-    def __init__(self, doc: ProtocolDocument, cell: CellSpec) -> None:
+    def __init__(self, doc: ProtocolDocument, cell: CellSpec,
+                 ranges: InstrumentRanges = SP300) -> None:
         self.doc = doc
         self.cell = cell
+        self.ranges = ranges
         self.area = cell.area
         self.errors: list[LocatedError] = []
 
@@ -74,11 +76,12 @@ class _Resolver:
         assert isinstance(q, Qty)
         if q.kind is Kind.CURRENT_DENSITY:
             ma = q.value * self.area
-            if abs(ma) > I_ABS_MAX_MA:
+            limit = self.ranges.I_abs_max_mA
+            if abs(ma) > limit:
                 self.err(
                     path,
                     f"{q} on this cell's {self.area:.4g} cm^2 is {ma:.4g} mA, beyond the "
-                    f"SP-300 standard range of ±{I_ABS_MAX_MA:g} mA",
+                    f"{self.ranges.name} range of ±{limit:g} mA",
                 )
             return ma
         return q.value
@@ -352,11 +355,15 @@ def _check_against_global(
                 )
 
 
-def resolve(doc: ProtocolDocument, cell: CellSpec) -> ResolvedProtocol:
-    """The engine's view of `doc` on `cell`; raises ProtocolError listing every located problem."""
-    r = _Resolver(doc, cell)
+def resolve(doc: ProtocolDocument, cell: CellSpec,
+            ranges: InstrumentRanges = SP300) -> ResolvedProtocol:
+    """The engine's view of `doc` on `cell`; raises ProtocolError listing every located problem.
+
+    `ranges` are the instrument's (a station's narrowest; the SP-300's by default)."""
+    r = _Resolver(doc, cell, ranges)
     errors: list[LocatedError] = []
     expanded = expand(doc, errors)
+    errors.extend(check_ranges(doc, expanded, ranges))
     steps: list[ResolvedStep] = []
     for ex in expanded:
         s = r.step(ex)

@@ -48,6 +48,7 @@ from pydantic import (
 )
 
 from labctl.protocol.errors import LocatedError, ProtocolError, did_you_mean
+from labctl.protocol.instrument import SP300, InstrumentRanges
 from labctl.protocol.loader import read_text_file
 from labctl.protocol.yaml_source import YamlSyntax, load_yaml, to_plain
 
@@ -91,6 +92,24 @@ class SimulationEntry(_Entry):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
 
 
+class RangesEntry(_Entry):
+    """A potentiostat's own ranges when they are narrower than the SP-300's (another board or
+    model): protocols for this station are checked against them."""
+
+    E_max_V: float = Field(default=SP300.E_abs_max_V, gt=0, le=SP300.E_abs_max_V,
+                           allow_inf_nan=False)
+    I_max_mA: float = Field(default=SP300.I_abs_max_mA, gt=0, le=SP300.I_abs_max_mA,
+                            allow_inf_nan=False)
+    f_min_Hz: float = Field(default=SP300.f_min_Hz, ge=SP300.f_min_Hz, allow_inf_nan=False)
+    f_max_Hz: float = Field(default=SP300.f_max_Hz, le=SP300.f_max_Hz, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RangesEntry:
+        if self.f_min_Hz >= self.f_max_Hz:
+            raise ValueError("f_min_Hz must be below f_max_Hz")
+        return self
+
+
 class PotentiostatEntry(_Entry):
     name: str = _NAME
     driver: str = Field(min_length=1, max_length=64)
@@ -98,6 +117,15 @@ class PotentiostatEntry(_Entry):
     backend: str = Field(default="vendor", max_length=256, description=(
         "vendor | simulated | tcp://HOST:PORT"))
     timeout_s: int = Field(default=5, gt=0, le=120)
+    ranges: RangesEntry | None = None
+
+    @property
+    def instrument_ranges(self) -> InstrumentRanges:
+        """This potentiostat's ranges: its own `ranges:`, else the SP-300's."""
+        if self.ranges is None:
+            return SP300
+        r = self.ranges
+        return InstrumentRanges(self.name, r.E_max_V, r.I_max_mA, r.f_min_Hz, r.f_max_Hz)
 
     @property
     def backend_kind(self) -> Backend:
@@ -254,6 +282,14 @@ class StationSpec(_Entry):
             if problems:
                 raise ValueError("; ".join(msg for _, msg in problems))
         return self
+
+    @property
+    def instrument_ranges(self) -> InstrumentRanges:
+        """What every potentiostat of the station can do (a run may land on any of them)."""
+        ranges = self.potentiostats[0].instrument_ranges
+        for p in self.potentiostats[1:]:
+            ranges = ranges.narrowest(p.instrument_ranges)
+        return ranges
 
     @property
     def simulated(self) -> bool:

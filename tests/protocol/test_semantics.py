@@ -59,3 +59,36 @@ def test_ccd_on_half_cell_warns_and_is_recorded(write: Callable[..., Path], tmp_
         status = conn.scalar(select(m.Run.status))
     assert status == "completed"
     assert any(sev == "warning" and "not symmetric" in msg for sev, msg in rows)
+
+
+STATION = ("name: small-board\npotentiostats:\n"
+           "  - {name: sp-a, driver: biologic-sp300}\n"
+           "  - name: sp-b\n    driver: biologic-sp300\n"
+           "    ranges: {E_max_V: 5, I_max_mA: 100, f_max_Hz: 1.0e+5}\n"
+           "channels:\n  - {potentiostat: sp-a, channel: 0}\n")
+WIDE = ("schema_version: 1\nname: t\nsteps:\n  - kind: potentiostatic\n    voltage: 7 V\n"
+        "    duration: 1 h\n  - kind: galvanostatic\n    current: 200 mA\n    duration: 1 h\n"
+        "  - kind: eis\n    f_high: 1 MHz\n    f_low: 1 Hz\n"
+        "  - kind: galvanostatic\n    current: 400 mA/cm^2\n    duration: 1 s\n")
+
+
+def test_station_ranges_narrow_the_sp300s(write: Callable[..., Path],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A protocol the SP-300 takes is refused, located, for a station whose board cannot."""
+    from labctl.protocol.instrument import SP300
+    from labctl.stations import load_station
+
+    station, protocol = write(STATION, "station.yaml"), write(WIDE)
+    ranges = load_station(station).instrument_ranges
+    assert (ranges.E_abs_max_V, ranges.I_abs_max_mA, ranges.f_max_Hz) == (5, 100, 1e5)
+    assert ranges.f_min_Hz == SP300.f_min_Hz
+    main(["validate", str(protocol)])  # fine on an SP-300
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(["validate", str(protocol), "--station", str(station),
+              "--cell", str(ROOT / "examples/cells/na_symmetric.yaml")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    for line, fragment in ((5, "±5 V"), (8, "±100 mA"), (11, "EIS range"), (14, "113.1 mA")):
+        assert any(ln.startswith(f"{protocol}:{line}:") and fragment in ln
+                   for ln in err.splitlines()), (line, fragment, err)
