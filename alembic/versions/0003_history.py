@@ -15,9 +15,16 @@ branch_labels = None
 depends_on = None
 
 
+# "Records are history" needed no new column, so this revision changes nothing and stays in
+# the chain (0004 follows it): a changed cell description under a recorded id is refused
+# (labctl.recording.history), not versioned; an import's content hash is its protocol row's
+# sha256 (the generated description of the file), found again on a second import; and the
+# acquisition time is written to the run's own started_at.
+
+
 def upgrade() -> None:
-    """Being written in this session; until then it changes nothing."""
+    """Nothing to change (see above)."""
 
 
 def downgrade() -> None:
-    """Being written in this session; until then it changes nothing."""
+    """Nothing to change (see above)."""
