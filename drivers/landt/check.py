@@ -288,8 +288,21 @@ class ProgramCheck:
                               t, message))
 
     def finish(self) -> list[Mismatch]:
-        """The export ended (the follower saw no more rows): judge the last step too."""
+        """The export ended (the follower saw no more rows): judge the last step, and whether
+        LAND stopped before the program's end (a loop at the program's end typed with too few
+        repeats shows only here, when the export stops growing)."""
         found: list[Mismatch] = []
-        if self._open is not None:
-            self._closed(self._open, self._open.last_t, found)
+        if self._open is None:
+            return found
+        self._closed(self._open, self._open.last_t, found)
+        nxt = self._last_pos + 1
+        if 0 < nxt < len(self.expected):
+            want, cycle = self.expected[nxt]
+            kind = MismatchKind.MISSING_LOOP if self._is_loop_body(nxt) else \
+                MismatchKind.WRONG_STEP
+            self._report(found, kind, nxt, want, self._open.last_t,
+                         f"LAND stopped after step {self.expected[nxt - 1][0].number}, but the "
+                         f"program goes on with step {want.number} (cycle {cycle}): "
+                         + ("the cycle step's count is wrong" if kind is MismatchKind.MISSING_LOOP
+                            else "steps are missing") + " in LAND's program")
         return found
