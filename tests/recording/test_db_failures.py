@@ -23,8 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,22 +32,13 @@ from sqlalchemy.engine import make_url
 
 from labctl.recording.database import open_database
 from labctl.recording.journal import journal_dir
+from tests.cli.test_bench_process import PROTOCOL as LONG_STRIP
 
 ROOT = Path(__file__).resolve().parents[2]
 CELL = ROOT / "examples" / "cells" / "na_symmetric.yaml"
 LABCTL = Path(sys.executable).with_name("labctl")
-PG_ADMIN_URL = os.environ.get(
-    "LABCTL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
-PROTOCOL = """\
-schema_version: 1
-name: long strip
-limits: {E_min: -1 V, E_max: 1 V}
-steps:
-  - kind: galvanostatic
-    current: 0.1 mA/cm^2
-    duration: 200 h
-"""
+PROTOCOL = LONG_STRIP.replace("duration: 1 h", "duration: 200 h")  # virtual time runs fast
 
 
 def _start(tmp: Path, db_url: str) -> subprocess.Popen[str]:
@@ -243,33 +233,10 @@ class TcpProxy:
             s.close()
 
 
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT",
-                          connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("select 1"))
-    except Exception as exc:
-        admin.dispose()
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"PostgreSQL required in CI but unreachable: {exc}")
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
-    name = f"labctl_h3_dbfail_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text("select pg_terminate_backend(pid) from pg_stat_activity "
-                              "where datname = :n"), {"n": name})
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
-
-
 def test_postgresql_down_mid_run_ends_in_the_database_when_it_is_back(
-        pg_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        new_pg_database: Callable[[str], str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pg_database = new_pg_database("labctl_h3_dbfail")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # where the run's journal is
     direct = make_url(pg_database)
     proxy = TcpProxy((direct.host or "127.0.0.1", direct.port or 5432))

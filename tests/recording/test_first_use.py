@@ -7,24 +7,20 @@ exactly once (one Alembic version row, at head), and nobody dies with "table alr
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, text
 
 from labctl.recording.database import head_revision
 
 ROOT = Path(__file__).resolve().parents[2]
 CELL = ROOT / "examples" / "cells" / "na_symmetric.yaml"
 LABCTL = Path(sys.executable).with_name("labctl")
-PG_ADMIN_URL = os.environ.get(
-    "LABCTL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+pytestmark = pytest.mark.slow
 ROUNDS = 10
 
 PROTOCOL = """\
@@ -64,33 +60,7 @@ def test_four_processes_on_a_brand_new_sqlite_file(tmp_path: Path) -> None:
         _race(f"sqlite:///{tmp_path / f'new{k}.db'}", 4, tmp_path)
 
 
-@pytest.fixture
-def pg_admin() -> Iterator[Engine]:
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT",
-                          connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("select 1"))
-    except Exception as exc:
-        admin.dispose()
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"PostgreSQL required in CI but unreachable: {exc}")
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
-    yield admin
-    admin.dispose()
-
-
-def test_two_processes_on_a_brand_new_postgresql_database(pg_admin: Engine,
-                                                          tmp_path: Path) -> None:
+def test_two_processes_on_a_brand_new_postgresql_database(
+        new_pg_database: Callable[[str], str], tmp_path: Path) -> None:
     for _ in range(ROUNDS):
-        name = f"labctl_h3_first_{uuid.uuid4().hex[:10]}"
-        with pg_admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            _race(make_url(PG_ADMIN_URL).set(database=name).render_as_string(
-                hide_password=False), 2, tmp_path)
-        finally:
-            with pg_admin.connect() as conn:
-                conn.execute(text("select pg_terminate_backend(pid) from pg_stat_activity "
-                                  "where datname = :n"), {"n": name})
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        _race(new_pg_database("labctl_h3_first"), 2, tmp_path)
