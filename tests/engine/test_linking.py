@@ -11,6 +11,7 @@ for up to a poll interval. Linked, the instrument goes on at once.
 from __future__ import annotations
 
 import itertools
+import time
 
 import numpy as np
 import pytest
@@ -123,14 +124,17 @@ def test_pause_and_resume_inside_a_linked_group(db_url: str) -> None:
     """Paused in the first technique of a group: the rest of it and every later technique of
     the group are loaded again on resume; each step still gets exactly its own duration."""
     rig = make_rig(db_url, EquivalentCircuitCell(area_cm2=0.5), poll_interval_s=POLL_S)
-    pause_at, resume_at = 300.0, 1500.0
+    pause_at, pause_wall_s = 300.0, 0.3  # a paused simulated run keeps wall time
+    paused_since: list[float] = []
 
     def operator(r: Rig) -> None:
-        t = r.ctx.run_time()
-        if pause_at <= t < resume_at and not r.ctx.paused:
+        if r.ctx.run_time() >= pause_at and not r.ctx.paused and not paused_since:
             r.recorder.request_control(r.run_id, "pause")
-        elif r.ctx.paused and t >= resume_at:
-            r.recorder.request_control(r.run_id, "resume")
+        elif r.ctx.paused:
+            if not paused_since:
+                paused_since.append(time.monotonic())
+            elif time.monotonic() - paused_since[0] >= pause_wall_s:
+                r.recorder.request_control(r.run_id, "resume")
 
     out = rig.run([rs.Galvanostatic("strip", current_mA=0.5, duration_s=900.0, record=REC),
                    rs.Rest("rest", duration_s=300.0, record=REC),
