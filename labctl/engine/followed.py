@@ -222,7 +222,7 @@ class _Follow:
         ctx.bus.publish(FaultOccurred(
             ctx.run_id, m.t_s, self._open_no(),
             f"LAND program mismatch ({m.kind.value}): {m.message}. "
-            f"{self.job.stop_instruction} and correct the program."))
+            f"{_sentence(self.job.stop_instruction)} and correct the program."))
 
     def _next_step(self, position: int, rec: LandtRecords, i: int) -> None:
         t = float(rec.t_s[i])
@@ -379,6 +379,10 @@ class _Follow:
         self.after = self.ctx.open_step(
             "followed", "LAND ran on after labctl asked for it to be stopped", {}, None, t)
         self.step = _Step(self.after, UNPLACED, last_t=t)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def follow(job: FollowedChannel) -> Wake:

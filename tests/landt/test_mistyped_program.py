@@ -9,6 +9,10 @@ see the wrong row.
 from __future__ import annotations
 
 import dataclasses
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,6 +22,7 @@ from labctl.engine.events import Event, EventBus, FaultOccurred
 from labctl.engine.followed import FollowedChannel, run_followed
 from labctl.landt.plan import SkippableKind, plan_for_land
 from labctl.launch import prepare_runs
+from labctl.notify import Notifier
 from labctl.stations.connect import make_cell_model
 from labctl_drivers.clock import VirtualClock
 from labctl_drivers.landt.follower import ExportFollower
@@ -34,7 +39,8 @@ def _retyped(program: LandProgram, number: int, **change: object) -> LandProgram
     return dataclasses.replace(program, steps=tuple(steps))
 
 
-def _follow(tmp_path: Path, protocol: str, cell: str, typed: object) -> tuple[list, float]:
+def _follow(tmp_path: Path, protocol: str, cell: str, typed: object,
+            also: Callable[[Event], None] | None = None) -> tuple[list, float]:
     """Run the protocol's program as typed; returns (mismatch events with the clock time each
     was published at, the run's start time)."""
     run = prepare_runs([(ROOT / "protocols" / protocol, ROOT / "examples" / "cells" / cell)])[0]
@@ -53,6 +59,8 @@ def _follow(tmp_path: Path, protocol: str, cell: str, typed: object) -> tuple[li
                 sim.stop_channel("cell")
 
     bus.subscribe(operator)
+    if also is not None:
+        bus.subscribe(also)
     ctx = ChannelContext(run_id=1, bus=bus, channel=None, clock=clock,  # type: ignore[arg-type]
                          t0=clock.now(), limits=run.protocol.limits, area_cm2=run.cell.area,
                          poll_interval_s=POLL_S)
@@ -80,7 +88,7 @@ def test_current_off_by_ten_is_flagged_at_the_next_poll(tmp_path: Path) -> None:
     assert seen, "no mismatch reported"
     when, event = seen[0]
     assert "wrong current" in event.message and "step 4" in event.message
-    assert "10x" in event.message and "stop channel 1-3" in event.message
+    assert "10x" in event.message and "Stop channel 1-3" in event.message
     wrong = _first_row_time(tmp_path, 4)
     assert wrong <= when - t0 <= wrong + POLL_S
 
@@ -155,3 +163,39 @@ def test_loop_cut_short_then_more_steps_is_a_missing_loop(tmp_path: Path, repeat
     rec = read_export(tmp_path / "cell.csv").records
     jump = float(rec.t_s[rec.step == 5][0])  # the first row of the step LAND jumped to
     assert jump <= flagged_at <= jump + POLL_S
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """A real local HTTP server that apprise's json:// posts to."""
+    received: list[dict[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # the name http.server dispatches to
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"json://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+
+
+def test_a_mismatch_is_a_notification(tmp_path: Path,
+                                      webhook: tuple[str, list[dict[str, str]]]) -> None:
+    url, received = webhook
+    notifier = Notifier([url])
+    try:
+        seen, _ = _follow(tmp_path, "ccd.yaml", "na_symmetric.yaml",
+                          lambda p: _retyped(p, 4, current_mA=p.step(4).current_mA * 10),
+                          also=notifier)
+    finally:
+        notifier.close()
+    assert seen
+    sent = [m for m in received if "LAND program mismatch (wrong current)" in m["message"]]
+    assert sent and sent[0]["title"].endswith("run 1: fault")
