@@ -154,12 +154,14 @@ def plan(
     rows = make_plan(resolved, INSTRUMENT_TIMING)
     total = plan_total(rows)
     if as_json:
-        _json({"steps": [r.__dict__ for r in rows], "total": total.__dict__})
+        _json({"steps": [{**r.__dict__, "number": r.index + 1} for r in rows],
+               "total": total.__dict__})
         return
     table = Table("#", "kind", "name", "parameters", "est. time", "est. charge", "ends on")
     for r in rows:
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in r.params.items() if v is not None)
-        table.add_row(str(r.index), r.kind, r.name, params, _duration(r.est_duration_s),
+        # numbered from 1 as `labctl show` numbers the steps (labctl.report.numbering)
+        table.add_row(str(r.index + 1), r.kind, r.name, params, _duration(r.est_duration_s),
                       _fmt(getattr(r, "est_charge_mAh", None), " mAh"), r.bound)
     out.print(table)
     out.print(f"total: {_duration(total.duration_s)}"
