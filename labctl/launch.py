@@ -46,6 +46,7 @@ from labctl.protocol import (
     resolve,
 )
 from labctl.protocol.cell import CellSpec
+from labctl.protocol.instrument import SP300
 from labctl.protocol.loader import ProtocolDocument
 from labctl.protocol.resolved import ResolvedProtocol
 from labctl.recording.database import open_database
@@ -181,6 +182,10 @@ def launch_runs(
                           "naming the real instruments")
     # the station file is checked completely before the database or any instrument is touched
     spec = builtin_sim_station() if sim else load_station(station_path)  # type: ignore[arg-type]
+    if spec.instrument_ranges != SP300:  # the station's instruments can do less: check again
+        prepared = [PreparedRun(r.document, r.cell,
+                                resolve(r.document, r.cell, spec.instrument_ranges))
+                    for r in prepared]
     if spec.runs_on_landt:  # followed, not driven: labctl.landt.launch
         from labctl.landt.launch import launch_on_landt
 

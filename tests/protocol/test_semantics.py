@@ -92,3 +92,15 @@ def test_station_ranges_narrow_the_sp300s(write: Callable[..., Path],
     for line, fragment in ((5, "±5 V"), (8, "±100 mA"), (11, "EIS range"), (14, "113.1 mA")):
         assert any(ln.startswith(f"{protocol}:{line}:") and fragment in ln
                    for ln in err.splitlines()), (line, fragment, err)
+
+
+def test_run_on_a_narrower_station_is_refused_before_the_database(
+        write: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    station, protocol = write(STATION, "station.yaml"), write(WIDE)
+    db = tmp_path / "never.db"
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(protocol), "--cell", str(ROOT / "examples/cells/na_symmetric.yaml"),
+              "--station", str(station), "--db", f"sqlite:///{db}"])
+    assert exit_.value.code == 2
+    assert f"{protocol}:5:" in capsys.readouterr().err
+    assert not db.exists()
