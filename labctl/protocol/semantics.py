@@ -183,17 +183,20 @@ def _cell_error(doc: ProtocolDocument, cell: CellSpec, cell_path: Path_, proto_p
 
 
 def liquid_window_problem(cell: CellSpec) -> str | None:
-    """Why the cell's NaK is not liquid at its temperature, or None (Na, or liquid NaK)."""
+    """Why the cell's NaK working electrode is not liquid at its temperature, or None."""
     if cell.anode.material != "NaK" or cell.anode.k_wt_pct is None:
         return None
-    w, t = cell.anode.k_wt_pct / 100.0, cell.temperature_C
-    if phase_diagram.is_liquid(w, t):
+    return _not_liquid(cell.anode.k_wt_pct, cell.temperature_C)
+
+
+def _not_liquid(k_wt_pct: float, t: float) -> str | None:
+    if phase_diagram.is_liquid(k_wt_pct / 100.0, t):
         return None
     if t < phase_diagram.EUTECTIC_T_C:
-        return (f"NaK with {cell.anode.k_wt_pct:g} wt% K is solid at {t:g} °C (below the "
+        return (f"NaK with {k_wt_pct:g} wt% K is solid at {t:g} °C (below the "
                 f"eutectic, {phase_diagram.EUTECTIC_T_C:g} °C)")
     lo, hi = phase_diagram.w_min(t) * 100, phase_diagram.w_max(t) * 100
-    return (f"NaK with {cell.anode.k_wt_pct:g} wt% K is not liquid at {t:g} °C (the liquid "
+    return (f"NaK with {k_wt_pct:g} wt% K is not liquid at {t:g} °C (the liquid "
             f"window there is {lo:.1f}–{hi:.1f} wt% K)")
 
 
@@ -227,8 +230,16 @@ def cell_findings(doc: ProtocolDocument, cell: CellSpec
 
 
 def cell_warnings(cell: CellSpec) -> list[LocatedError]:
-    """What a cell file alone earns: a NaK composition outside the liquid window."""
-    problem = liquid_window_problem(cell)
-    if problem is None or cell._source is None:
+    """What a cell alone earns: a NaK composition (either electrode) outside the window."""
+    if cell._source is None:
         return []
-    return [cell._source.error(("anode", "k_wt_pct"), "warning: " + problem)]
+    out = []
+    problem = liquid_window_problem(cell)
+    if problem is not None:
+        out.append(cell._source.error(("anode", "k_wt_pct"), "warning: " + problem))
+    if cell.counter_electrode == "NaK" and cell.counter_k_wt_pct is not None:
+        counter = _not_liquid(cell.counter_k_wt_pct, cell.temperature_C)
+        if counter is not None:
+            out.append(cell._source.error(("counter_k_wt_pct",),
+                                          "warning: counter electrode: " + counter))
+    return out

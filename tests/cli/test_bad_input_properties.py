@@ -102,3 +102,24 @@ def test_generated_files_never_traceback_nor_write_runs(key: str, value: object,
 
             with open_database(url).connect() as conn:
                 assert conn.scalar(select(func.count()).select_from(m.Run)) == 0
+
+
+CELL_BASE = {"id": "c1", "anode": {"material": "NaK", "k_wt_pct": 65, "alloy_mass_mg": 10},
+             "diameter_mm": 6.0}
+STATION_BASE = {"name": "s", "potentiostats": [{"name": "p", "driver": "biologic-sp300"}],
+                "channels": [{"potentiostat": "p", "channel": 0}]}
+CAMPAIGN_BASE = {"name": "c", "runs": [{"protocol": "p.yaml", "cell": "c.yaml"}]}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.sampled_from([CELL_BASE, STATION_BASE, CAMPAIGN_BASE]),
+       st.sampled_from(["id", "anode", "diameter_mm", "area_cm2", "temperature_C", "name",
+                        "potentiostats", "channels", "runs", "frames"]), values)
+def test_generated_cell_station_campaign_files_exit_cleanly(base: dict[str, object], key: str,
+                                                            value: object) -> None:
+    doc = yaml.safe_load(yaml.safe_dump(base))
+    doc[key] = value
+    with _sandbox() as tmp:
+        path = tmp / "f.yaml"
+        path.write_text(yaml.safe_dump(doc, allow_unicode=True))
+        assert _exit_code(["validate", str(path)]) in (0, 2)
