@@ -70,8 +70,8 @@ class Holder:
 
     @classmethod
     def current(cls) -> Holder:
-        """This process."""
-        return _this_process()
+        """This process (a forked child is another process: the pid keys the cache)."""
+        return _process(os.getpid())
 
     @classmethod
     def of(cls, row: Any) -> Holder:
@@ -85,8 +85,7 @@ class Holder:
 
 
 @cache
-def _this_process() -> Holder:
-    pid = os.getpid()
+def _process(pid: int) -> Holder:
     return Holder(socket.gethostname(), pid, psutil.Process(pid).create_time())
 
 
