@@ -74,4 +74,8 @@ def serve(
                   "front of it if the token crosses an untrusted network", soft_wrap=True)
     config = uvicorn.Config(create_app(engine, Guard(token)), log_level="warning",
                             access_log=False, timeout_graceful_shutdown=3)
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled: a normal stop here
+        pass
+    out.print("labctl dashboard stopped")

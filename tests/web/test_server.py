@@ -160,3 +160,61 @@ def test_a_run_page_shows_results_with_their_quality_flags(serve, live_run: int,
                  for n in ("R_bulk_ohm", "tau_gb_s"))
     assert "812.5" in bulk and ">ok<" in bulk
     assert "flagged: not determined by the data" in tau
+
+
+def test_pages_and_trace_on_either_database(serve, db_url: str) -> None:
+    """The same pages on SQLite and on the PostgreSQL server, read while a recorder writes."""
+    import numpy as np
+
+    engine = open_database(db_url)
+    rec = Recorder(engine)
+    run = rec.start_run(cell=CELL, protocol_name="p", protocol_text="p", protocol_sha256="p",
+                        schema_version=1, station="test", simulated=True, operator=None,
+                        labctl_version="test")
+    step = rec.start_step(run, 1, "galvanostatic", "g", {}, 0.0)
+    t = np.arange(0.0, 3000.0)
+    rec.add_points(step, t, 0.05 + 0 * t, np.full(t.size, 0.1), t * 1e-5, np.full(t.size, 10.0))
+    rec.flush()
+    base = serve(token=None, db=db_url)
+    first = httpx.get(f"{base}/runs/{run}/trace.json").json()
+    assert first["n_points"] == 3000 and len(first["t_lo"]) <= 1201
+    t2 = np.arange(3000.0, 4000.0)
+    rec.add_points(step, t2, 0.06 + 0 * t2, np.full(t2.size, 0.1), t2 * 1e-5,
+                   np.full(t2.size, 10.0))
+    rec.flush()
+    later = httpx.get(f"{base}/runs/{run}/trace.json").json()
+    assert later["n_points"] == 4000 and max(later["E_hi"]) == pytest.approx(0.06)
+    overview = httpx.get(base + "/").text
+    assert f'data-run="{run}"' in overview and "web-cell" in overview
+    assert httpx.get(f"{base}/runs/{run}").status_code == 200
+    engine.dispose()
+
+
+def test_ctrl_c_stops_the_server_with_a_live_stream_open(web_db: str, live_run: int) -> None:
+    import signal
+    import threading
+    import time
+
+    proc = subprocess.Popen([*_LABCTL, "serve", "--db", web_db, "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    base = re.search(r"http://[\d.]+:\d+", proc.stdout.readline()).group(0)
+    opened = threading.Event()
+
+    def listen() -> None:
+        try:
+            with httpx.stream("GET", f"{base}/live/runs/{live_run}", timeout=60) as r:
+                opened.set()
+                for _ in r.iter_text():
+                    pass
+        except httpx.HTTPError:
+            pass
+
+    threading.Thread(target=listen, daemon=True).start()
+    assert opened.wait(30)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    proc.wait(30)
+    assert proc.returncode == 0 and time.monotonic() - t0 < 10
+    assert "dashboard stopped" in proc.stdout.read()
+    assert "Traceback" not in proc.stderr.read()
