@@ -285,7 +285,11 @@ class StationSpec(_Entry):
 
     @property
     def instrument_ranges(self) -> InstrumentRanges:
-        """What every potentiostat of the station can do (a run may land on any of them)."""
+        """What every potentiostat of the station can do (a run may land on any of them).
+        A station of LANDT channels only is checked against the SP-300's ranges: a LAND
+        tester's channel ranges are not described (docs/landt.md)."""
+        if not self.potentiostats:
+            return SP300
         ranges = self.potentiostats[0].instrument_ranges
         for p in self.potentiostats[1:]:
             ranges = ranges.narrowest(p.instrument_ranges)
