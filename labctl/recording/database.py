@@ -17,6 +17,7 @@ PostgreSQL); the others wait, then find the schema there.
 
 from __future__ import annotations
 
+import ast
 import fcntl
 import logging
 import os
@@ -25,7 +26,7 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, func, inspect, select
+from sqlalchemy import Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
@@ -118,7 +119,42 @@ def upgrade(url: str, revision: str = "head") -> None:
         ) from None
 
 
+def _declared_revisions() -> tuple[set[str], set[str]] | None:
+    """(revision ids, ids named as a down_revision) declared in the migration scripts' text,
+    or None if a script declares them in a form other than plain constants."""
+    revisions: set[str] = set()
+    downs: set[str] = set()
+    for path in sorted((migrations_dir() / "versions").glob("*.py")):
+        found: dict[str, object] = {}
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            target = (node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1
+                      else node.target if isinstance(node, ast.AnnAssign) else None)
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                try:
+                    found[target.id] = ast.literal_eval(node.value)  # type: ignore[arg-type]
+                except ValueError:
+                    return None
+        rev, down = found.get("revision"), found.get("down_revision")
+        if not isinstance(rev, str):
+            return None
+        revisions.add(rev)
+        downs.update([down] if isinstance(down, str) else list(down or ()))  # type: ignore[arg-type]
+    return revisions, downs
+
+
 def head_revision() -> str:
+    """The schema revision this labctl expects.
+
+    Read from the migration scripts' declarations (ast, no import) when they form one chain
+    with one head, which is the rule here: Alembic's ScriptDirectory imports alembic and every
+    migration module, which was most of a read-only command's start-up. Anything else (several
+    heads, computed ids) is left to Alembic. tests/cli/test_conventions.py checks both agree.
+    """
+    declared = _declared_revisions()
+    if declared is not None:
+        heads = declared[0] - declared[1]
+        if len(heads) == 1:
+            return heads.pop()
     from alembic.script import ScriptDirectory
 
     head = ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head()
@@ -127,9 +163,16 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
+    """The revision the database is at: the one row of Alembic's version table (a plain read;
+    Alembic itself answers when the table holds several rows, i.e. branches)."""
     with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        if len(rows) <= 1:
+            return rows[0] if rows else None
+        from alembic.runtime.migration import MigrationContext
+
         return MigrationContext.configure(conn).get_current_revision()
 
 

@@ -148,3 +148,31 @@ def test_eis_export_uses_the_database_column_names(run_cli: RunCli, db: str,
     assert side["units"]["Z_re_ohm"] == "ohm" and side["units"]["frequency_Hz"] == "Hz"
     code, _, err = run_cli("export", "1", "--data", "eis", "--format", "bdf", "--db", db)
     assert code == 2 and err.count("\n") == 1
+
+
+def test_head_revision_read_from_the_scripts_agrees_with_alembic() -> None:
+    from alembic.script import ScriptDirectory
+
+    from labctl.recording.database import _alembic_config, head_revision
+
+    expected = ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head()
+    assert head_revision() == expected
+
+
+@pytest.mark.parametrize("args", [["--help"], ["runs"], ["show", "1"], ["runs", "--tag", "x"]])
+def test_read_only_commands_import_only_what_they_need(db: str, args: list[str]) -> None:
+    """A fresh interpreter runs the command; the engine, the launcher, pint, alembic and the
+    plotting stack must not have been imported (they cost read-only commands seconds)."""
+    code = ("import sys\nfrom labctl.cli import main\ntry:\n    main(sys.argv[1:])\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "heavy = ('labctl.engine.runner', 'labctl.engine.channel', 'labctl.launch', 'pint', "
+            "'alembic', 'matplotlib', "
+            "'scipy', 'labctl.protocol', 'labctl.analysis.figures.registry', "
+            "'labctl.analysis.plots')\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or "
+            "any(m == h or m.startswith(h + '.') for h in heavy)), file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", code, *args, *(["--db", db] if args != ["--help"]
+                                                                 else [])],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "[]"
