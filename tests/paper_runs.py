@@ -11,7 +11,7 @@ reused when the folder holds one from the same set; delete the folder after chan
 protocols, cells or schema).
 
 Fig. 6's own ±0.5 V protocol shorts the twin's cells (docs/paper_reproduction.md); the CV set
-uses the same scan at ±0.1 V, like tests/analysis/test_products.py.
+runs the shipped protocols/cv.yaml (the same 10 cycles at 10 mV/s over ±50 mV).
 """
 
 from __future__ import annotations
@@ -28,22 +28,6 @@ from labctl.launch import launch
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "examples" / "paper"
 CELLS = PAPER / "cells"
-CV_SMALL = """\
-schema_version: 1
-name: Fig. 6 CV at +-0.1 V (10 mV/s, 3 cycles)
-limits:
-  E_min: -1 V
-  E_max: 1 V
-steps:
-  - kind: rest
-    duration: 1 min
-  - kind: cv
-    E_start: 0 V
-    vertices: [0.1 V, -0.1 V]
-    scan_rate: 10 mV/s
-    cycles: 3
-analyses: [cv]
-"""
 
 
 @dataclass(frozen=True)
@@ -82,8 +66,6 @@ def paper_runs(factory: pytest.TempPathFactory) -> PaperRuns:
         return runs
     db.unlink(missing_ok=True)
     url = f"sqlite:///{db}"
-    cv = base / "paper_cv_small.yaml"
-    cv.write_text(CV_SMALL)
     runs = PaperRuns(
         url=url,
         ccd_10MPa=_launch(PAPER / "ccd_10MPa.yaml",
@@ -93,7 +75,7 @@ def paper_runs(factory: pytest.TempPathFactory) -> PaperRuns:
                           ["nak50_half", "nak65_half", "nak80_half"], url),
         insitu_eis=_launch(PAPER / "fig3_insitu_eis.yaml",
                            ["nak50_half", "nak65_half", "nak80_half"], url),
-        cv=_launch(cv, ["nak50_half", "nak80_half"], url),
+        cv=_launch(ROOT / "protocols" / "cv.yaml", ["nak50_half", "nak80_half"], url),
     )
     ids.write_text(json.dumps(asdict(runs)))
     paper_runs._cached = runs  # type: ignore[attr-defined]

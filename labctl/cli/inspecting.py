@@ -165,8 +165,7 @@ def show(
     """A run's steps, events, notes and results, numbers with units."""
     from labctl.recording.database import open_database
     from labctl.recording.queries import get_run, run_events, run_steps, run_time_s
-    from labctl.recording.reads_analysis import run_results_rows
-    from labctl.recording.reads_report import run_notes, run_tags
+    from labctl.recording.reads_report import results_with_quality, run_notes, run_tags
     from labctl.report.numbering import step_labels
     from labctl.report.numbers import seconds
     from labctl.report.readable import duration_of, quality_flag, result_value
@@ -177,14 +176,15 @@ def show(
         raise UserError(f"no run {run_id} in this database")
     steps = run_steps(engine, run_id)
     labels = step_labels(steps)
-    results = [r for r in run_results_rows(engine, run_id) if r.step_id is None]
+    results = [r for r in results_with_quality(engine, run_id) if r.step_id is None]
     tags = run_tags(engine, run_id)
     span = run_time_s(engine, [run_id]).get(run_id)
     if as_json:
         _json({"run": {**info.__dict__, "run_time_s": span, "tags": tags},
                "steps": [{**s.__dict__, "number": labels[s.id]} for s in steps],
                "results": {r.name: (r.value if r.value is not None else r.text)
-                           for r in results}})
+                           for r in results},
+               "flagged": {r.name: r.flag_reason for r in results if r.flagged}})
         return
     out.print(f"run {info.id}: cell {info.cell}, protocol {info.protocol}, {info.status}"
               + (f" ({info.end_reason})" if info.end_reason else ""), markup=False)

@@ -95,3 +95,26 @@ def run_tags(engine: Engine, run_id: int) -> list[str]:
 def runs_tagged(engine: Engine, tag: str) -> set[int]:
     """Runs whose tags now include `tag` (one query over all tag events)."""
     return {rid for rid, tags in _fold_tags(_tag_rows(engine)).items() if tag in tags}
+
+
+@dataclass(frozen=True)
+class QualifiedResult:
+    """A stored result with its quality check's verdict (flagged values failed it)."""
+
+    name: str
+    value: float | None
+    text: str | None
+    unit: str
+    analysis: str
+    step_id: int | None
+    flagged: bool
+    flag_reason: str | None
+
+
+def results_with_quality(engine: Engine, run_id: int) -> list[QualifiedResult]:
+    """Every stored result of a run (run-level and per step) in storage order, with flags."""
+    r = m.Result
+    stmt = (select(r.name, r.value, r.text, r.unit, r.analysis, r.step_id, r.flagged,
+                   r.flag_reason).where(r.run_id == run_id).order_by(r.id))
+    with engine.connect() as conn:
+        return [QualifiedResult(*row[:6], bool(row[6]), row[7]) for row in conn.execute(stmt)]

@@ -24,8 +24,15 @@ from labctl.recording.queries import (
     run_steps,
     run_time_s,
 )
-from labctl.recording.reads_analysis import protocol_text, run_results_rows
-from labctl.recording.reads_report import Note, RunRecord, run_notes, run_record, run_tags
+from labctl.recording.reads_analysis import protocol_text
+from labctl.recording.reads_report import (
+    Note,
+    RunRecord,
+    results_with_quality,
+    run_notes,
+    run_record,
+    run_tags,
+)
 from labctl.report.numbering import step_labels
 from labctl.report.numbers import seconds
 from labctl.report.readable import duration_of, quality_flag, result_value
@@ -91,7 +98,7 @@ def _section(engine: Engine, run_id: int) -> RunSection:
     results = [ResultLine(r.name, result_value(r, labels),
                           labels.get(r.step_id) if r.step_id is not None else None,
                           r.analysis, quality_flag(r))
-               for r in run_results_rows(engine, run_id)]
+               for r in results_with_quality(engine, run_id)]
     events = [EventLine("" if e.t_s is None else seconds(e.t_s), e.severity, e.kind, e.message)
               for e in run_events(engine, run_id)]
     duration = duration_of(summary, run_time_s(engine, [run_id]).get(run_id))

@@ -9,21 +9,18 @@ import datetime as dt
 
 from labctl.recording.queries import RunSummary
 from labctl.recording.reads_analysis import ResultRow
+from labctl.recording.reads_report import QualifiedResult
 from labctl.report.numbers import quantity, seconds
 
 
-def quality_flag(row: ResultRow) -> str | None:
-    """The reason a result was flagged by its quality check, if the row carries one."""
-    flagged = getattr(row, "flagged", None)
-    if flagged is None:
-        quality = getattr(row, "quality", None)
-        flagged = quality not in (None, "", "ok", "good")
-    if not flagged:
+def quality_flag(row: QualifiedResult) -> str | None:
+    """Why a result failed its quality check, None when it passed."""
+    if not row.flagged:
         return None
-    return getattr(row, "flag_reason", None) or getattr(row, "reason", None) or "flagged"
+    return row.flag_reason or "failed its quality check"
 
 
-def result_value(row: ResultRow, labels: dict[int, str]) -> str:
+def result_value(row: QualifiedResult | ResultRow, labels: dict[int, str]) -> str:
     """A result's value for people; a result that holds a step's database id names the step
     by its number (labctl.report.numbering)."""
     if row.name.endswith("_step_id") and row.value is not None:

@@ -209,3 +209,22 @@ def test_saved_in_png_svg_and_pdf(paper: PaperRuns, tmp_path: Path, suffix: str,
     if suffix == ".svg":  # every run's artists keep their gid in the SVG
         text = path.read_text()
         assert all(f'id="run{rid}' in text for rid in paper.stripping)
+
+
+def test_a_short_imported_segment_has_readable_axes(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A 5.6 s EC-Lab OCV record: time in seconds, no offset or scientific multiplier."""
+    url = f"sqlite:///{tmp_path / 'short.db'}"
+    root = Path(__file__).resolve().parents[2]
+    with pytest.raises(SystemExit) as exc:
+        main(["import", str(root / "tests/data/eclab/00_test_01_OCV_C01.mpr"), "--cell",
+              str(root / "examples/cells/nak50_half.yaml"), "--db", url])
+        raise SystemExit(0)
+    assert exc.value.code == 0, capsys.readouterr().err
+    fig = figure_for(open_database(url), 1, "voltage")
+    _rendered(fig)
+    assert fig.axes[-1].get_xlabel() == "t (s)"
+    for ax in fig.axes:
+        assert ax.xaxis.get_offset_text().get_text() == ""
+        assert ax.yaxis.get_offset_text().get_text() == ""
+        assert not any("e" in t.get_text() for t in ax.get_yticklabels())
