@@ -16,7 +16,7 @@ its process, so two `--sim` runs never share a channel.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
@@ -42,6 +42,10 @@ class StationClaim:
 
     engine: Engine
     claim: leases.ChannelClaim | None
+    #: set once the orphans are off and recorded; until then they stay leased when released
+    #: (under this process's name and the crashed run's id), so that if this launch fails
+    #: before switching them off, the next labctl finds them orphaned again
+    orphans_off: bool = field(default=False)
 
     @classmethod
     def take(cls, engine: Engine, spec: StationSpec, n_cells: int) -> StationClaim:
@@ -71,6 +75,7 @@ class StationClaim:
         give back the orphans these runs do not use. An orphan on an instrument the station
         file no longer names could not be switched off: that is recorded on its run."""
         if self.claim is None or not self.orphans:
+            self.orphans_off = True
             return
         me = self.claim.holder.describe()
         reached = set(self.safe_first(spec))
@@ -93,6 +98,7 @@ class StationClaim:
                   if o.key not in self.claim.wanted and (o.key.instrument, o.key.channel)
                   in reached]
         leases.release_channels(self.engine, self.claim, unused)
+        self.orphans_off = True
 
     def name_runs(self, runs: Iterable[tuple[str, int, int]]) -> None:
         """Say which run each leased channel carries: (potentiostat, channel, run id)."""
@@ -102,6 +108,10 @@ class StationClaim:
                 if leases.ChannelKey(pot, ch) in self.claim.wanted})
 
     def release(self) -> None:
-        """Give back every lease of the claim (the launch is over)."""
-        if self.claim is not None:
-            leases.release_channels(self.engine, self.claim)
+        """Give back the claim's leases (the launch is over), but not orphans that were not
+        switched off yet."""
+        if self.claim is None:
+            return
+        keep = set() if self.orphans_off else {o.key for o in self.orphans}
+        leases.release_channels(self.engine, self.claim,
+                                [k for k in self.claim.wanted if k not in keep])

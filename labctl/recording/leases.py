@@ -283,12 +283,14 @@ def claim_channels(engine: Engine, station: str, wanted: Sequence[ChannelKey],
                     m.ChannelLease.station == station,
                     m.ChannelLease.instrument == o.key.instrument,
                     m.ChannelLease.channel == o.key.channel, *_held_by(m.ChannelLease, o.holder)))
-            keys = list(dict.fromkeys([*wanted, *(o.key for o in orphans)]))
+            # an orphan keeps its crashed run's id until it is switched off and given back
+            keys = {k: None for k in wanted} | {o.key: o.run_id for o in orphans}
             if keys:
                 conn.execute(insert(m.ChannelLease), [
                     dict(station=station, instrument=k.instrument, channel=k.channel,
-                         **holder.columns(), run_id=None, acquired_db_s=now, renewed_db_s=now,
-                         expires_db_s=now + LEASE_TTL_S) for k in keys])
+                         **holder.columns(), run_id=run_id, acquired_db_s=now,
+                         renewed_db_s=now, expires_db_s=now + LEASE_TTL_S)
+                    for k, run_id in keys.items()])
     except IntegrityError:
         raise ChannelLeased(f"a channel of station {station!r} was leased by another labctl "
                             "at the same moment; nothing was touched") from None

@@ -91,7 +91,9 @@ class Run(Base):
     """One execution of a protocol on one cell on one channel.
 
     `status`: running | completed | failed | aborted | interrupted. `control` carries an
-    operator request (pause | resume | abort) from another process to the engine.
+    operator request (pause | resume | abort) from another process to the engine. Whether a
+    'running' run is really live is its `RunLease`'s business, not `heartbeat_at`'s (the
+    holder's own wall clock at its last renewal, kept for people reading the table).
     """
 
     __tablename__ = "run"

@@ -137,6 +137,15 @@ def test_stopped_run_stays_live_killed_run_is_interrupted_and_its_channels_go_of
         assert f"pid {holder.pid}" in line and "nothing was touched" in line, line
         assert len(bench.log()) == calls_before  # not even a connect reached the instrument
         assert _shown(db_url) == {1: "running", 2: "running"}  # and no run row was written
+        # a labctl run elsewhere (the in-process bench) reconciles the database as it starts:
+        # the stopped holder's runs stay running, in the record itself
+        elsewhere = _labctl("run", str(short), "--cell", str(CELL), "--sim", db=db_url)
+        assert elsewhere.returncode == 0, elsewhere.stderr
+        eng = create_engine(db_url)
+        with eng.connect() as conn:
+            recorded = dict(conn.execute(select(m.Run.id, m.Run.status)).all())
+        eng.dispose()
+        assert recorded == {1: "running", 2: "running", 3: "completed"}
 
         # -- woken, it was live all along: it acts on an abort --------------------------------
         holder.send_signal(signal.SIGCONT)
@@ -178,7 +187,7 @@ def test_stopped_run_stays_live_killed_run_is_interrupted_and_its_channels_go_of
         first_acts.append(channel)
     # channel 1 is not used by this run: it is switched off because its holder is gone
     assert set(first_acts) == {0, 1}, log[:12]
-    assert _shown(db_url) == {1: "aborted", 2: "interrupted", 3: "completed"}
+    assert _shown(db_url) == {1: "aborted", 2: "interrupted", 3: "completed", 4: "completed"}
     shown = _labctl("show", "2", db=db_url).stdout
     assert "run 2: cell na-sym-001, protocol long strip, interrupted" in shown, shown
     assert "channel 1 of sim-SP300-1" in shown and "switched off by labctl" in shown, shown
