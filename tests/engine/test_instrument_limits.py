@@ -28,8 +28,7 @@ limits: {{E_min: -1 V, E_max: {global_E_max}}}
 steps:
   - kind: galvanostatic
     name: strip
-    current: 1 mA/cm^2
-    E_max: 0.5 V
+    current: 1 mA/cm^2{cut_off}
     record: {{every: 10 s, dE: null}}  # no dE-triggered records: nothing at the crossing
     detectors: {{enabled: false}}
   - kind: rest
@@ -38,9 +37,12 @@ steps:
 """
 
 
-def _run(tmp_path: Path, global_E_max: str) -> tuple[m.Run, list[m.Step], list[float], float]:
+def _run(tmp_path: Path, global_E_max: str, cut_off: str | None = "0.5 V"
+         ) -> tuple[m.Run, list[m.Step], list[float], float]:
+    """Strip NaK65 to the step's cut-off `cut_off`, or with none for at most 100 h."""
     protocol = tmp_path / "strip.yaml"
-    protocol.write_text(STRIP.format(global_E_max=global_E_max))
+    end = f"E_max: {cut_off}" if cut_off else "duration: 100 h"
+    protocol.write_text(STRIP.format(global_E_max=global_E_max, cut_off=f"\n    {end}"))
     url = f"sqlite:///{tmp_path / 'limits.db'}"
     (out,) = launch(protocol, [NAK65], sim=True, db_url=url).outcomes
     engine = open_database(url)
@@ -65,9 +67,10 @@ def test_cut_off_between_records_ends_the_step_with_that_limit(tmp_path: Path) -
 
 
 def test_safety_limit_on_the_instrument_stops_the_protocol(tmp_path: Path) -> None:
-    """The protocol's E_max (0.3 V) is tighter than the step's cut-off, so the instrument ends
-    the technique on it: a failure, recorded as a limit, and the next step never runs."""
-    run, steps, E, _ = _run(tmp_path, "0.3 V")
+    """The protocol's E_max (0.3 V) is the step's only E bound, so the instrument ends the
+    technique on it: a failure, recorded as a limit, and the next step never runs. (A step
+    cut-off above a limit is refused before any run: the step could never end on it.)"""
+    run, steps, E, _ = _run(tmp_path, "0.3 V", cut_off=None)
     strip = steps[0]
     assert strip.status == "failed" and "safety limit" in (strip.end_reason or "")
     assert max(E) < 0.3 + 0.01
