@@ -11,7 +11,8 @@ per value (the re-analysis replaces the engine's). Both conventions are reported
 density of the failing step (`ccd_mA_cm2`) and of the last step passed — together with what
 echem.md §1.1 says must accompany any CCD value: the half-cycle capacity (ACL), the cumulative
 areal capacity before failure (CAC), the failure mode and (from the recorded data) the stack
-pressure.
+pressure. A ramp whose very first half-cycle trips a hard short has no CCD: the cell was
+shorted before it was stressed (`shorted_at_start`), and the ramp fails.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from labctl.engine.events import StepStatus
 
-VERSION = "1"
+VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class CcdResult:
     cumulative_capacity_mAh_cm2: float
     stack_pressure_MPa: float | None
     n_steps: int
+    #: the very first half-cycle tripped a hard short: the cell was shorted before the ramp (or
+    #: at its first sample), so there is no critical current density, only a shorted cell
+    shorted_at_start: bool = False
 
 
 def critical_current_density(
@@ -88,8 +92,10 @@ def critical_current_density(
     if pressures_MPa is not None:
         finite = pressures_MPa[np.isfinite(pressures_MPa)]
         p = float(np.median(finite)) if finite.size else None
+    shorted = failed is not None and failed is halves[0] and mode == "hard_short"
     return CcdResult(
-        ccd_mA_cm2=abs(failed.current_mA) / area_cm2 if failed is not None else None,
+        ccd_mA_cm2=abs(failed.current_mA) / area_cm2 if failed is not None and not shorted
+        else None,
         last_passed_mA_cm2=passed[-1] / area_cm2 if passed else None,
         failure_mode=mode,
         failed_step_id=failed.step_id if failed is not None else None,
@@ -97,6 +103,7 @@ def critical_current_density(
         cumulative_capacity_mAh_cm2=cac / area_cm2,
         stack_pressure_MPa=p,
         n_steps=len(levels),
+        shorted_at_start=shorted,
     )
 
 
@@ -109,4 +116,9 @@ def result_rows(res: CcdResult) -> list[tuple[str, float | str | None, str]]:
         ("ccd_half_cycle_capacity_mAh_cm2", res.half_cycle_capacity_mAh_cm2, "mAh/cm^2"),
         ("ccd_cumulative_capacity_mAh_cm2", res.cumulative_capacity_mAh_cm2, "mAh/cm^2"),
         ("ccd_current_steps", res.n_steps, ""),
+        ("ccd_shorted_at_start", 1.0 if res.shorted_at_start else 0.0, ""),
     ]
+
+
+SHORTED_AT_START = ("cell shorted at the ramp's first half-cycle (hard_short): no critical "
+                    "current density")

@@ -201,7 +201,8 @@ class StepRunner:
         elif lim.E_min_V is not None:
             safety[EndReason.E_MIN] = _safety("E", lim.E_min_V, "V", EndReason.E_MIN)
         if detector is None and step.detectors is not None:
-            detector = FailureDetector(step.detectors)  # one segment: in-segment checks only
+            # one segment: in-segment checks only; the area scales the hard-short floor
+            detector = FailureDetector(step.detectors, self.ctx.area_cm2)
         return Segment(tech, lim, opens, frozenset(normal), safety, detector, segment_checks)
 
     def _potentiostatic(self, step: rs.Potentiostatic, opens: StepOpen, lim: rs.Limits
@@ -292,7 +293,7 @@ class StepRunner:
         """
         ctx = self.ctx
         ramp_id = ctx.open_step(step.kind, step.name, _params(step), parent)
-        detector = FailureDetector(step.detectors)
+        detector = FailureDetector(step.detectors, step.area_cm2)
         halves: list[ccd.HalfCycle] = []
         j_step = step.start_mA
         k = 0
@@ -322,6 +323,8 @@ class StepRunner:
                 yield from run_technique(ctx, self.segment(step.eis_after_step, ramp_id))
             j_step = step.start_mA + k * step.increment_mA
         res = ccd.critical_current_density(halves, step.area_cm2)
+        if res.shorted_at_start:  # no CCD: a shorted cell, reported as such, not completed
+            status, end = FAILED, StepEnd(EndCause.OUTCOME, ccd.SHORTED_AT_START)
         ctx.report("ccd", ccd.VERSION, ccd.result_rows(res))
         ctx.close_step(ramp_id, status, end)
         return StepOutcome(status, end)

@@ -97,13 +97,18 @@ _settings = st.builds(
     current=st.sampled_from([1e-3, 2.5e-4, 3e-3, 0.0]),
     polls=st.lists(st.integers(1, 70), min_size=1, max_size=10),
     keep_feeding=st.booleans(),
+    area=st.sampled_from([None, 0.283, 0.785]),
+    R_pre=st.one_of(st.none(), st.floats(0.5, 500.0)),
 )
 def test_batch_detector_matches_per_sample_reference(
     s: DetectorSettings, seed: int, segments: list[list[tuple[str, int, float]]],
     plateau: float, sigma: float, current: float, polls: list[int], keep_feeding: bool,
+    area: float | None, R_pre: float | None,
 ) -> None:
     rng = np.random.default_rng(seed)
-    fast, ref = FailureDetector(s), ReferenceDetector(s)
+    fast, ref = FailureDetector(s, area), ReferenceDetector(s, area)
+    fast.set_pre_stress_reference(R_pre)
+    ref.set_pre_stress_reference(R_pre)
     for k, pieces in enumerate(segments):
         sign = 1.0 if k % 2 == 0 else -1.0
         trace = sign * _segment_trace(rng, pieces, plateau, sigma)

@@ -13,8 +13,10 @@ from labctl.engine.detectors.fast import FailureDetector
 from labctl.engine.detectors.reference import (
     MIN_SIGMA_V,
     REFERENCE_SEGMENTS,
+    SHORT_ASR_OHM_CM2,
     ReferenceDetector,
     Trip,
 )
 
-__all__ = ["MIN_SIGMA_V", "REFERENCE_SEGMENTS", "FailureDetector", "ReferenceDetector", "Trip"]
+__all__ = ["MIN_SIGMA_V", "REFERENCE_SEGMENTS", "SHORT_ASR_OHM_CM2", "FailureDetector",
+           "ReferenceDetector", "Trip"]

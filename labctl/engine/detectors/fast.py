@@ -62,8 +62,8 @@ class _PollState:
 class FailureDetector(ReferenceDetector):
     """What the engine uses: `ReferenceDetector`'s decisions, a poll at a time."""
 
-    def __init__(self, settings: DetectorSettings) -> None:
-        super().__init__(settings)
+    def __init__(self, settings: DetectorSettings, area_cm2: float | None = None) -> None:
+        super().__init__(settings, area_cm2)
         self._R_ref: float | None = None
         self._R_ref_n = 0  # how many plateau values _R_ref was computed from
         self._nonfinite = False  # a NaN/inf sample in this segment: per-sample path to its end
@@ -134,10 +134,12 @@ class FailureDetector(ReferenceDetector):
 
     # ---- the tests, vectorised -----------------------------------------------------------------
     def _resistance(self, v: np.ndarray, I: float, c0: int) -> _Resistance:
-        R_ref = self.R_ref
-        if R_ref:  # `R_ref or ...`, as the reference reads it: 0 falls through
-            return _Resistance(R_ref, None, None)
+        R_known = self.R_ref or self.R_pre
+        if R_known:  # `R_ref or R_pre or ...`, as the reference reads it: 0 falls through
+            return _Resistance(self.resolvable(R_known, I), None, None)
         R, valid = self._resistances(v, c0)
+        if R is not None and self.area_cm2 is not None:  # `resolvable`, per sample (NaN stays)
+            R = np.maximum(R, self.hard_short_floor(I) / I)
         return _Resistance(None, R, valid)
 
     def _resistances(self, v: np.ndarray, c0: int) -> tuple[np.ndarray | None, np.ndarray]:
@@ -169,9 +171,10 @@ class FailureDetector(ReferenceDetector):
         L = len(v)
         if s.hard_short_fraction is None:
             return L
+        floor = self.hard_short_floor(I)
         if R.const is not None:
             fIR = s.hard_short_fraction * I * R.const
-            below = v < (fIR if fIR > s.hard_short_floor_V else s.hard_short_floor_V)
+            below = v < (fIR if fIR > floor else floor)
             if not below.any() and s.hard_short_samples > 0:
                 st.run_zero = True  # every sample resets the run: 0 throughout, trips nothing
                 return L
@@ -180,7 +183,7 @@ class FailureDetector(ReferenceDetector):
         if R.per_sample is None or R.valid is None:
             return L
         fIR = s.hard_short_fraction * I * R.per_sample
-        thr = np.where(fIR > s.hard_short_floor_V, fIR, s.hard_short_floor_V)  # max()
+        thr = np.where(fIR > floor, fIR, floor)  # max()
         below = R.valid & (v < thr)
         # reset where a sample with a resistance is above the threshold, carried through
         # samples without one (no resistance yet: no test)

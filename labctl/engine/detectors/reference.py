@@ -10,7 +10,12 @@ stripping half-cycles of a symmetric cell look alike. Per sample, in this order:
 
 * hard short: s below max(floor, f·|I|·R) for N samples in a row (the cell voltage collapsing to
   ~0 V, how a lithium or sodium filament through a solid electrolyte shows during a critical
-  current test; Kasemchainan et al., Nat. Mater. 18, 1105 (2019));
+  current test; Kasemchainan et al., Nat. Mater. 18, 1105 (2019)). When the cell's area is known
+  the floor is the drop a metallic path of SHORT_ASR_OHM_CM2 would give at this current density,
+  |I|·SHORT_ASR/A (never below the noise, HARD_SHORT_NOISE_FLOOR_V), so it scales with the cell
+  and the current: an absolute floor (2 mV) calls a
+  healthy 10 mm cell at a low current density shorted, and misses a shorted cell at a high one;
+  without an area the settings' absolute floor is used;
 * divergence: s above min(V_cut, k·|I|·R), the polarisation running away (voids, contact loss);
 * sudden drop: the 5-sample moving average below (1 - f) times the largest of the 10 moving
   averages before it, unless the hard-short test is already counting;
@@ -18,9 +23,13 @@ stripping half-cycles of a symmetric cell look alike. Per sample, in this order:
   learned from the first segments' sample-to-sample differences as 1.4826·MAD (the normal-
   consistent median absolute deviation; Rousseeuw & Croux, JASA 88, 1273 (1993)).
 
-R is the median plateau resistance of the first REFERENCE_SEGMENTS segments (R_ref) once known,
-before that the segment's own early resistance. At segment end the plateau resistance is compared
-with the previous segment's (a halving: soft short) and with R_ref (three times: voids).
+R is the median plateau resistance of the first REFERENCE_SEGMENTS segments (R_ref) once known;
+before that a reference taken before the cell was stressed (`set_pre_stress_reference`: the
+low-frequency resistance of the pre-step EIS, or a low-current pulse), and only without one the
+segment's own early resistance — which, for a cell already shorted at its first sample, is the
+short's, so only the area-scaled floor can catch it then. At segment end the plateau resistance
+is compared with the previous segment's (a halving: soft short) and with R_ref (three times:
+voids).
 
 This module is the plain version, kept readable on purpose and shipped: `fast.FailureDetector`
 (what the engine uses) checks whole polls with numpy and must make exactly these decisions,
@@ -38,6 +47,15 @@ from labctl.protocol.resolved import DetectorSettings
 
 REFERENCE_SEGMENTS = 3  # segments whose plateau resistance defines R_ref
 MIN_SIGMA_V = 1e-4  # noise floor for the spike test (instrument resolution, well below 1 mV)
+#: Area-specific resistance below which a cell is an electronic short (Ω·cm²). A metallic
+#: filament through the electrolyte is a fraction of an Ω·cm²; the thinnest sodium solid
+#: electrolytes have bulk resistances of tens of Ω·cm² (Na3Zr2Si2PO12, ~1e-3 S/cm at 25 °C, as a
+#: 1 mm pellet: ~100 Ω·cm²), so 1 Ω·cm² separates the two by more than an order of magnitude.
+SHORT_ASR_OHM_CM2 = 1.0
+#: The hard-short floor never goes below this: a polarisation within a few noise σ of 0 V
+#: (σ ~0.1–0.2 mV on a potentiostat's 1 V range) cannot be told from a short, and a floor inside
+#: the noise lets a shorted cell's samples scatter above it, so the run of N never completes.
+HARD_SHORT_NOISE_FLOOR_V = 5 * MIN_SIGMA_V
 
 
 @dataclass(frozen=True)
@@ -49,8 +67,10 @@ class Trip:
 class ReferenceDetector:
     """Failure detection on constant-current segments, one sample at a time."""
 
-    def __init__(self, settings: DetectorSettings) -> None:
+    def __init__(self, settings: DetectorSettings, area_cm2: float | None = None) -> None:
         self.s = settings
+        self.area_cm2 = area_cm2 if area_cm2 and area_cm2 > 0 else None
+        self.R_pre: float | None = None  # ohm, measured before the cell was stressed
         self.plateau_R: list[float] = []  # ohm, per finished segment
         self.sigma_samples: list[float] = []
         self.sigma_ref: float | None = None
@@ -68,6 +88,28 @@ class ReferenceDetector:
         """Median plateau resistance of the first REFERENCE_SEGMENTS segments (ohm)."""
         n = min(len(self.plateau_R), REFERENCE_SEGMENTS)
         return float(np.median(self.plateau_R[:n])) if n else None
+
+    def set_pre_stress_reference(self, R_ohm: float | None) -> None:
+        """The cell's resistance measured before it was stressed (ohmic + interfacial, e.g.
+        the pre-step EIS's low-frequency Z', or V/I of a low-current pulse). Used until R_ref is
+        learned, so a cell that shorts at its first sample is compared with what it was, not
+        with itself. Non-positive or non-finite values are ignored."""
+        self.R_pre = R_ohm if R_ohm is not None and np.isfinite(R_ohm) and R_ohm > 0 else None
+
+    def hard_short_floor(self, I: float) -> float:
+        """The hard-short floor at |current| `I` (A): max(|I|·SHORT_ASR/area, the noise floor)
+        when the area is known, else the settings' absolute floor."""
+        if self.area_cm2 is None:
+            return self.s.hard_short_floor_V
+        return max(I * SHORT_ASR_OHM_CM2 / self.area_cm2, HARD_SHORT_NOISE_FLOOR_V)
+
+    def resolvable(self, R: float | None, I: float) -> float | None:
+        """`R` raised to what the hard-short floor resolves at |current| `I`, floor/I, when the
+        area is known: a resistance measured at the noise level (a cell shorted from its first
+        sample at a low current) says nothing, and thresholds relative to it fire on noise."""
+        if R is None or self.area_cm2 is None:
+            return R
+        return max(R, self.hard_short_floor(I) / I)
 
     def start_segment(self, current_A: float) -> None:
         self._seg_I = current_A
@@ -107,7 +149,7 @@ class ReferenceDetector:
                 self._prev = v
                 continue
             self._seg_vals.append(v)
-            R = self.R_ref or self._segment_R()
+            R = self.resolvable(self.R_ref or self.R_pre or self._segment_R(), I)
             trip = self._check_sample(v, I, R)
             self._prev = v
             if trip:
@@ -117,7 +159,7 @@ class ReferenceDetector:
     def _check_sample(self, v: float, I: float, R: float | None) -> Trip | None:
         s = self.s
         if R is not None and s.hard_short_fraction is not None:
-            threshold = max(s.hard_short_floor_V, s.hard_short_fraction * I * R)
+            threshold = max(self.hard_short_floor(I), s.hard_short_fraction * I * R)
             self._short_run = self._short_run + 1 if v < threshold else 0
             if self._short_run >= s.hard_short_samples:
                 return Trip("hard_short", f"|V| {abs(v) * 1e3:.1f} mV below {threshold * 1e3:.1f} "
