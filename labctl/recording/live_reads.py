@@ -109,7 +109,8 @@ def runs_by_status(engine: Engine, recent: int = 50) -> dict[str, list[RunSummar
 
 
 def channels(engine: Engine) -> list[ChannelUse]:
-    """Each station's channels as the runs recorded them, with the newest and the live runs."""
+    """Each station's channels as the runs recorded them, with the newest and the live runs
+    (statuses as their holders make them true now, as `labctl runs` shows them)."""
     key = (m.Run.station, m.Instrument.name, m.Run.channel, m.Run.simulated)
     newest = (
         select(func.max(m.Run.id).label("run_id"))
@@ -117,16 +118,20 @@ def channels(engine: Engine) -> list[ChannelUse]:
         .group_by(*key)
         .subquery()
     )
-    base = select(*key, m.Run.id, m.Run.status).outerjoin(
+    base = select(*key, m.Run.id).outerjoin(
         m.Instrument, m.Instrument.id == m.Run.potentiostat_id)
     with engine.connect() as conn:
         rows = conn.execute(base.join(newest, newest.c.run_id == m.Run.id)).all()
-        live = conn.execute(base.where(m.Run.status.in_(LIVE_STATUSES))
-                            .order_by(m.Run.id)).all()
+        open_rows = conn.execute(base.where(m.Run.status.in_(LIVE_STATUSES))
+                                 .order_by(m.Run.id)).all()
+    ids = sorted({row[4] for row in (*rows, *open_rows)})
+    shown = {r.id: r.status for r in _run_summaries(engine, m.Run.id.in_(ids))} if ids else {}
     live_on: dict[tuple[Any, ...], list[int]] = {}
-    for row in live:
-        live_on.setdefault(tuple(row[:4]), []).append(row[4])
-    uses = [ChannelUse(*row, live=tuple(live_on.get(tuple(row[:4]), ()))) for row in rows]
+    for row in open_rows:
+        if shown.get(row[4]) in LIVE_STATUSES:
+            live_on.setdefault(tuple(row[:4]), []).append(row[4])
+    uses = [ChannelUse(*row[:5], shown.get(row[4], "?"),
+                       live=tuple(live_on.get(tuple(row[:4]), ()))) for row in rows]
     return sorted(uses, key=lambda c: (c.station, c.potentiostat or "", c.channel or 0))
 
 
@@ -228,11 +233,15 @@ def results_with_quality(engine: Engine, run_id: int) -> list[ResultView]:
 
 
 def run_status(engine: Engine, run_id: int) -> tuple[str, str | None, str | None] | None:
-    """(status, end_reason, pending operator request) of a run, or None if there is none."""
-    stmt = select(m.Run.status, m.Run.end_reason, m.Run.control).where(m.Run.id == run_id)
+    """(status as shown, end reason, pending operator request) of a run, or None if there is
+    none. The status is the one its holder makes true now (`queries.shown_as_held`): a run
+    whose process is gone reads 'interrupted' even before anybody reconciled its row."""
+    found = _run_summaries(engine, m.Run.id == run_id)
+    if not found:
+        return None
     with engine.connect() as conn:
-        row = conn.execute(stmt).first()
-    return None if row is None else (row[0], row[1], row[2])
+        control = conn.scalar(select(m.Run.control).where(m.Run.id == run_id))
+    return found[0].status, found[0].end_reason, control
 
 
 def run_cell_description(engine: Engine, run_id: int) -> dict[str, Any] | None:

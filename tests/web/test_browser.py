@@ -7,9 +7,6 @@ The screenshots in docs/ (dashboard_overview.png, dashboard_run.png) are taken h
 from __future__ import annotations
 
 import time
-from pathlib import Path
-
-import pytest
 
 from labctl.recording.database import open_database
 from labctl.recording.live_reads import run_status, runs_by_status
@@ -153,9 +150,3 @@ def test_a_read_only_dashboard_refuses_every_request(serve, campaign, page, web_
     engine = open_database(web_db)
     assert run_status(engine, 1) == ("running", None, None)
     engine.dispose()
-
-
-@pytest.fixture(autouse=True)
-def _no_stray_screenshots() -> None:
-    """Screenshots are only ever written into docs/ (committed), never elsewhere."""
-    assert not list(Path.cwd().glob("dashboard_*.png")) or Path.cwd() == DOCS

@@ -218,3 +218,23 @@ def test_ctrl_c_stops_the_server_with_a_live_stream_open(web_db: str, live_run: 
     assert proc.returncode == 0 and time.monotonic() - t0 < 10
     assert "dashboard stopped" in proc.stdout.read()
     assert "Traceback" not in proc.stderr.read()
+
+
+def test_a_run_whose_process_died_shows_interrupted_and_takes_no_request(
+        serve, launch, long_protocol, web_db: str) -> None:
+    import signal
+
+    proc = launch("run", str(long_protocol), "--cell",
+                  str(ROOT / "examples" / "cells" / "na_symmetric.yaml"), running=1)
+    proc.send_signal(signal.SIGKILL)  # no chance to record its end: a crash
+    proc.wait(30)
+    base = serve()
+    page = httpx.get(f"{base}/runs/1").text
+    assert 'id="run-status">interrupted<' in page
+    assert 'data-status="interrupted"' in httpx.get(base + "/").text
+    r = httpx.post(f"{base}/runs/1/control", data={"action": "pause"},
+                   headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 409 and "nothing requested" in r.text
+    engine = open_database(web_db)
+    assert run_status(engine, 1)[2] is None  # no request written for nobody to act on
+    engine.dispose()
