@@ -59,6 +59,11 @@ def test_report_of_the_paper_runs_is_self_contained_with_every_figure_and_result
     ids = [paper.ccd_10MPa[0], paper.ccd_10MPa[1], paper.ccd_1MPa[0], paper.stripping[0],
            paper.insitu_eis[0], paper.cv[0]]
     out = tmp_path / "report.html"
+    note = f"pellet <b>chipped</b> {tmp_path.name}"  # operator text: escaped, not markup
+    with pytest.raises(SystemExit) as exc:
+        main(["note", str(ids[0]), note, "--db", paper.url])
+        raise SystemExit(0)
+    assert exc.value.code == 0
     with pytest.raises(SystemExit) as exc:
         main(["report", *map(str, ids), "-o", str(out), "--db", paper.url])
         raise SystemExit(0)
@@ -96,6 +101,7 @@ def test_report_of_the_paper_runs_is_self_contained_with_every_figure_and_result
         assert proto and proto.splitlines()[-1].strip() in text
     assert n_results > 600  # CCD, critical stripping, DRT and circuit results
     assert "labctl" in text and "station" in text.lower()
+    assert note in text and "<b>chipped</b>" not in html  # shown as written, escaped
 
 
 def test_report_of_a_missing_run_is_one_line(paper: PaperRuns, tmp_path: Path,
