@@ -40,6 +40,7 @@ from labctl.engine.detectors import FailureDetector, Trip
 from labctl.engine.events import (
     DetectorTripped,
     EndCause,
+    EngineFailure,
     FaultOccurred,
     LimitTripped,
     OperatorActed,
@@ -52,7 +53,13 @@ from labctl.engine.events import (
     StepEnd,
     StepStatus,
 )
-from labctl.engine.runner import Controls, RunOutcome, _housekeeping, _publish_engine_results
+from labctl.engine.runner import (
+    Controls,
+    RunFailure,
+    RunOutcome,
+    _housekeeping,
+    _publish_engine_results,
+)
 from labctl.engine.scheduler import Scheduler
 from labctl.protocol.resolved import DetectorSettings, Limits
 from labctl_drivers.interfaces import ChannelState, EndReason
@@ -398,19 +405,48 @@ def follow(job: FollowedChannel) -> Wake:
 
 def run_followed(jobs: Sequence[FollowedChannel], controls: Controls | None = None,
                  housekeeping_interval_s: float = 1.0) -> list[RunOutcome]:
-    """Follow every job concurrently on their shared clock; returns each run's outcome."""
+    """Follow every job concurrently on their shared clock; returns each run's outcome.
+
+    Ctrl-C or a failed critical sink ends every run still followed, its open steps closed and
+    its end published (to the sinks that still work), with the operator told that LAND keeps
+    running; then KeyboardInterrupt or `RunFailure` is raised as by `run_protocol`.
+    """
     contexts = [j.ctx for j in jobs]
     sched = Scheduler(contexts[0].clock, housekeeping_interval_s=housekeeping_interval_s)
     handles = [sched.add(j.ctx.run_id, follow(j)) for j in jobs]
     sched.housekeeping = _housekeeping(contexts, handles, sched, controls)
-    sched.run()
+    interrupted = False
+    fatal: Exception | None = None
+    try:
+        sched.run()
+    except KeyboardInterrupt:
+        interrupted = True
+    except Exception as exc:
+        fatal = exc
     outcomes = []
     for j, h in zip(jobs, handles, strict=True):
         out = h.result
         if not isinstance(out, RunOutcome):
-            reason = f"engine error: {h.error!r}"
-            out = RunOutcome(j.ctx.run_id, RunStatus.FAILED, reason, dict(j.ctx.results))
-            j.ctx.close_open_steps(FAILED, StepEnd(EndCause.ENGINE_ERROR, reason))
-            j.ctx.bus.publish(RunEnded(j.ctx.run_id, j.ctx.run_time(), out.status, reason))
+            error = h.error if isinstance(h.error, EngineFailure) else fatal
+            status, reason = ((RunStatus.ABORTED, "interrupted (Ctrl-C)") if interrupted else
+                              (RunStatus.FAILED, f"engine error: {error or h.error!r}"))
+            out = RunOutcome(j.ctx.run_id, status, reason, dict(j.ctx.results))
+            fatal = fatal or (h.error if isinstance(h.error, EngineFailure) else None)
+            try:
+                j.ctx.close_open_steps(ABORTED if interrupted else FAILED,
+                                       StepEnd(EndCause.ABORTED if interrupted
+                                               else EndCause.ENGINE_ERROR, reason))
+                j.ctx.bus.publish(OperatorActed(
+                    j.ctx.run_id, j.ctx.run_time(), None,
+                    f"labctl stopped following ({reason}); LAND keeps running: "
+                    f"{j.stop_instruction}", level=Severity.WARNING))
+                j.ctx.bus.publish(RunEnded(j.ctx.run_id, j.ctx.run_time(), status, reason))
+            except EngineFailure as exc:
+                fatal = fatal or exc
         outcomes.append(out)
+    if interrupted:
+        raise KeyboardInterrupt
+    if fatal is not None:
+        raise RunFailure(f"{fatal}; LAND channels keep running: stop them in LAND's "
+                         "software") from fatal
     return outcomes
