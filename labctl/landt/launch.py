@@ -135,7 +135,7 @@ def _job(run: PreparedRun, plan: FollowedPlan, b: LandtBinding, spec: StationSpe
                          estimated_s=_estimate_s(run.protocol))
     sheet = sheet_for(plan, b)
     path = _write_sheet(sheet, run_id, b)
-    print(sheet, file=sys.stdout, flush=True)
+    print(sheet, file=sys.stderr, flush=True)  # stdout may carry --json
     bus.publish(OperatorActed(run_id, 0.0, None,
                               f"LAND program sheet (also in {path}); the operator enters it in "
                               f"LAND's software and starts the channel:\n{sheet}",
