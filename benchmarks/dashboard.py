@@ -18,7 +18,7 @@ The latency part opens the page of a live run in Debian's chromium (Playwright),
 one point at a time through the Recorder and reads, in the page, when the server-sent event
 carrying that point arrived (both clocks are this machine's). Goal: < 2 s.
 
-    python benchmarks/dashboard.py [--repeat 15] [--latency-points 10] [--keep DIR]
+    python benchmarks/dashboard.py [--repeat 31] [--latency-points 10] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -99,14 +99,16 @@ def ttfb(host: str, port: int, path: str) -> tuple[float, int]:
     return first, len(body)
 
 
-def trace_numbers(host: str, port: int, run: int, repeat: int) -> tuple[float, float, int]:
-    """(first load's TTFB, median TTFB of the next `repeat` loads, body bytes)."""
-    first, size = ttfb(host, port, f"/runs/{run}/trace.json")
-    times = []
+def trace_numbers(host: str, port: int, runs: tuple[int, ...],
+                  repeat: int) -> list[tuple[float, float, int]]:
+    """Per run: (first load's TTFB, median TTFB of the next `repeat` loads, body bytes). The
+    loads of the runs alternate, so a busy machine slows each the same."""
+    first = [ttfb(host, port, f"/runs/{run}/trace.json") for run in runs]
+    times: list[list[float]] = [[] for _ in runs]
     for _ in range(repeat):
-        t, size = ttfb(host, port, f"/runs/{run}/trace.json")
-        times.append(t)
-    return first, statistics.median(times), size
+        for i, run in enumerate(runs):
+            times[i].append(ttfb(host, port, f"/runs/{run}/trace.json")[0])
+    return [(f[0], statistics.median(t), f[1]) for f, t in zip(first, times)]
 
 
 def latency(db_url: str, host: str, port: int, n: int) -> list[float]:
@@ -147,7 +149,7 @@ def latency(db_url: str, host: str, port: int, n: int) -> list[float]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--repeat", type=int, default=31)
     ap.add_argument("--latency-points", type=int, default=10)
     ap.add_argument("--keep", type=Path, help="keep the database in this folder")
     args = ap.parse_args(argv)
@@ -169,8 +171,8 @@ def main(argv: list[str] | None = None) -> None:
 
     proc, host, port = serve(db_url)
     try:
-        f_hour, t_hour, b_hour = trace_numbers(host, port, hour, args.repeat)
-        f_week, t_week, b_week = trace_numbers(host, port, week, args.repeat)
+        (f_hour, t_hour, b_hour), (f_week, t_week, b_week) = trace_numbers(
+            host, port, (hour, week), args.repeat)
         for name, first, t, b in (("1-hour", f_hour, t_hour, b_hour),
                                   ("7-day ", f_week, t_week, b_week)):
             print(f"trace {name} run: TTFB {t * 1000:.1f} ms (median of {args.repeat}), "

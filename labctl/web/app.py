@@ -28,7 +28,6 @@ from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
     HTMLResponse,
-    JSONResponse,
     RedirectResponse,
     Response,
 )
@@ -137,7 +136,8 @@ class Dashboard:
         run_id = request.path_params["run_id"]
         if await self.read(get_run, run_id) is None:
             raise HTTPException(404, f"no run {run_id} in this database")
-        return JSONResponse(await anyio.to_thread.run_sync(self.traces.trace, run_id))
+        body = await anyio.to_thread.run_sync(self.traces.trace_json, run_id)
+        return Response(body, media_type="application/json")
 
     async def figure(self, request: Request) -> Response:
         run_id, kind, fmt = (request.path_params[k] for k in ("run_id", "kind", "fmt"))

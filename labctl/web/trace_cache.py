@@ -15,6 +15,7 @@ it is ready.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -51,6 +52,7 @@ class RunTrace:
         self.last_point_id = trace.last_point_id
         self.empty = not trace.index
         self.lock = threading.Lock()
+        self.encoded: tuple[int, bytes] | None = None  # (last point id, JSON) once asked
 
     def add(self, rows: list[tuple[Any, ...]]) -> None:
         """Fold points (id, t_s, E_V, I_mA, P_MPa) recorded after `last_point_id` in."""
@@ -111,6 +113,10 @@ class TraceCache:
 
     def trace(self, run_id: int) -> dict[str, Any]:
         """The run's trace as of now (blocking: call from a worker thread)."""
+        return json.loads(self.trace_json(run_id))
+
+    def trace_json(self, run_id: int) -> bytes:
+        """The run's trace as of now, encoded; the encoding is reused while nothing is new."""
         entry = self._entry(run_id)
         with entry.lock:
             while True:
@@ -118,7 +124,10 @@ class TraceCache:
                 entry.add(rows)
                 if len(rows) < 100_000:
                     break
-            return entry.as_json()
+            if entry.encoded is None or entry.encoded[0] != entry.last_point_id:
+                entry.encoded = (entry.last_point_id,
+                                 json.dumps(entry.as_json(), separators=(",", ":")).encode())
+            return entry.encoded[1]
 
     def _entry(self, run_id: int) -> RunTrace:
         with self._lock:
