@@ -189,8 +189,10 @@ def test_cv_is_in_current_density(paper: PaperRuns) -> None:
 def test_a_kind_that_does_not_apply_refuses_in_one_line(
         paper: PaperRuns, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     engine = open_database(paper.url)
-    with pytest.raises(PlotError, match=rf"run {paper.cv[0]} has no impedance spectra"):
-        figure_for(engine, [paper.insitu_eis[0], paper.cv[0]], "nyquist")
+    with pytest.raises(PlotError, match=rf"run {paper.stripping[0]} has no CV step with data"):
+        figure_for(engine, [paper.cv[0], paper.stripping[0]], "cv")
+    with pytest.raises(PlotError, match=rf"run {paper.cv[0]} has no CCD result"):
+        figure_for(engine, [paper.ccd_10MPa[0], paper.cv[0]], "ccd-summary")
     with pytest.raises(SystemExit) as exc:
         main(["plot", str(paper.stripping[0]), str(paper.ccd_10MPa[0]), "--kind", "stripping",
               "-o", str(tmp_path / "x.png"), "--db", paper.url])
