@@ -44,6 +44,7 @@ from labctl.engine.events import (
     FaultOccurred,
     LimitTripped,
     OperatorActed,
+    OperatorAction,
     Points,
     RunEnded,
     RunStarted,
@@ -166,6 +167,8 @@ class _Follow:
         try:
             while True:
                 yield ctx.clock.now() + ctx.poll_interval_s
+                if ctx.paused:
+                    self._cannot_pause()
                 got = self.job.source.poll()
                 if got.reset:
                     self.failed = "LAND's export was replaced by a different test"
@@ -207,6 +210,16 @@ class _Follow:
             ctx.close_open_steps(ABORTED, StepEnd(EndCause.ABORTED, "interrupted (Ctrl-C)"))
             raise
         return RunOutcome(ctx.run_id, status, reason, dict(ctx.results))
+
+    def _cannot_pause(self) -> None:
+        """`labctl pause` on a followed run: LAND goes on, so recording does too."""
+        ctx = self.ctx
+        ctx.paused = False
+        ctx.bus.publish(OperatorActed(
+            ctx.run_id, ctx.run_time(), self._open_no(),
+            "labctl cannot pause a LAND channel; recording goes on. To pause the test, pause "
+            f"the channel in LAND's software ({self.job.stop_instruction.removeprefix('stop ')})",
+            OperatorAction.RESUME, Severity.WARNING))
 
     def _open_no(self) -> int | None:
         return None if self.step is None else self.step.number

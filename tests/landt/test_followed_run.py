@@ -29,12 +29,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class AbortAfter:
-    """Operator controls: `labctl abort` typed once the clock passes `t_s`."""
+    """Operator controls: `labctl pause` typed at `t_s / 2`, `labctl abort` once the clock
+    passes `t_s`."""
 
     def __init__(self, clock: VirtualClock, t_s: float) -> None:
         self.clock, self.t_s = clock, t_s
+        self.paused = False
 
     def request(self, run_id: int) -> OperatorAction | None:
+        if not self.paused and self.clock.now() >= self.t_s / 2:
+            self.paused = True
+            return OperatorAction.PAUSE
         return OperatorAction.ABORT if self.clock.now() >= self.t_s else None
 
 
@@ -73,6 +78,12 @@ def test_abort_stops_following_and_says_land_keeps_running(tmp_path: Path) -> No
     told = [e for e in events if isinstance(e, OperatorActed) and "LAND keeps running" in
             e.message]
     assert told and "stop channel 1-3 in LAND" in told[0].message
+    pause = [e for e in events if isinstance(e, OperatorActed)
+             and "cannot pause a LAND channel" in e.message]
+    assert pause and "pause the channel in LAND's software (channel 1-3 in LAND)" in \
+        pause[0].message
+    points = [e for e in events if type(e).__name__ == "Points"]
+    assert points[-1].t_s[-1] > 2 * 3600.0 - 120  # recording went on through the pause
     opened = {e.step for e in events if type(e).__name__ == "StepStarted"}
     closed = {e.step for e in events if isinstance(e, StepEnded)}
     assert opened == closed  # every step closed
