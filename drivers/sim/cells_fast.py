@@ -387,8 +387,10 @@ class SimulatedCell(PerStepCell):
                         cut = int(np.argmax(bad)) + 1
                         if cut < V.size:
                             V = self._truncate_chunk(V, cut, j_ion, dt_s)
+                        self._note_history()
                         out.append(V)
                         break
+                    self._note_history()
                     out.append(V)
                     done += V.size
                     continue
