@@ -1,11 +1,12 @@
-"""Which analyses and figure kinds fit a run, and in one line why not.
+"""Which analyses fit a run, and in one line why not (figure kinds: labctl.analysis.figures).
 
 An analysis applied to a run it does not fit produces numbers that look like results: a
-"critical stripping capacity" of a CCD half-cycle, stripping curves of a CCD run, a CV "peak"
-that is the vertex of a straight line. So each analysis and figure kind states what it needs
-from the run's recorded steps; asked of a run that lacks it, it says so in one line and stores
-nothing. These rules read only the run's step tree and cell (labctl.recording's RunContext);
-the one that needs data, whether a CV has peaks, is decided by labctl.analysis.cv on the points.
+"critical stripping capacity" of a CCD half-cycle, a CV "peak" that is the vertex of a straight
+line. So each analysis states what it needs from the run's recorded steps; asked of a run that
+lacks it, it says so in one line and stores nothing (the figure kinds follow the same rule in
+labctl.analysis.figures.applies). These rules read only the run's step tree and cell (the
+RunContext of labctl.recording); the one that needs data, whether a CV has peaks, is decided by
+labctl.analysis.cv on the points.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 
 from labctl.recording.reads_analysis import RunContext
 
-__all__ = ["ANALYSIS_NAMES", "FIGURE_KINDS", "NotApplicable", "analysis_reason", "figure_reason"]
+__all__ = ["ANALYSIS_NAMES", "NotApplicable", "analysis_reason"]
 
 #: spectra need this many points for DRT and lin-KK, and the paper's circuit one per parameter
 MIN_SPECTRUM_POINTS = 3
@@ -86,12 +87,6 @@ def _cv(ctx: RunContext) -> str | None:
     return None
 
 
-def _points(ctx: RunContext) -> str | None:
-    if not any(s.n_points for s in ctx.steps):
-        return "it has no time-series points"
-    return None
-
-
 _ANALYSES: dict[str, Rule] = {
     "ccd": _ccd,
     "drt": _spectra(MIN_SPECTRUM_POINTS),
@@ -100,34 +95,13 @@ _ANALYSES: dict[str, Rule] = {
     "critical_stripping": _critical_stripping,
     "cycling": _cycling,
 }
-_FIGURES: dict[str, Rule] = {
-    "voltage": _points,
-    "ccd": _ccd,
-    "ccd-summary": _ccd,
-    "stripping": _strips,
-    "nyquist": _spectra(1),
-    "bode": _spectra(1),
-    "drt": _spectra(MIN_SPECTRUM_POINTS),
-    "drt-map": _spectra(MIN_SPECTRUM_POINTS),
-    "cv": _cv,
-}
 ANALYSIS_NAMES: tuple[str, ...] = tuple(_ANALYSES)
-FIGURE_KINDS: tuple[str, ...] = tuple(_FIGURES)
-
-
-def _reason(rules: dict[str, Rule], what: str, name: str, ctx: RunContext) -> str | None:
-    rule = rules.get(name)
-    if rule is None:
-        raise ValueError(f"unknown {what} {name!r}; expected one of {', '.join(rules)}")
-    why = rule(ctx)
-    return None if why is None else f"{what} {name} does not apply to run {ctx.run_id}: {why}"
 
 
 def analysis_reason(name: str, ctx: RunContext) -> str | None:
     """None if analysis `name` fits the run, else the one line saying why it does not."""
-    return _reason(_ANALYSES, "analysis", name, ctx)
-
-
-def figure_reason(kind: str, ctx: RunContext) -> str | None:
-    """None if figure `kind` fits the run, else the one line saying why it does not."""
-    return _reason(_FIGURES, "figure", kind, ctx)
+    rule = _ANALYSES.get(name)
+    if rule is None:
+        raise ValueError(f"unknown analysis {name!r}; expected one of {', '.join(_ANALYSES)}")
+    why = rule(ctx)
+    return None if why is None else f"analysis {name} does not apply to run {ctx.run_id}: {why}"

@@ -13,12 +13,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from labctl.analysis import cv, cycling, eis, stripping
-from labctl.analysis.applicability import (
-    ANALYSIS_NAMES,
-    NotApplicable,
-    analysis_reason,
-    figure_reason,
-)
+from labctl.analysis.applicability import ANALYSIS_NAMES, NotApplicable, analysis_reason
 from labctl.analysis.fit_quality import Flagged
 from labctl.engine import ccd
 from labctl.engine.events import EventKind, Severity, StepStatus
@@ -378,9 +373,3 @@ def not_applicable(engine: Engine, run_id: int, analysis: str) -> str | None:
     if why is None and analysis == "cv" and not _cv_cycles(engine, ctx):
         why = _no_cv_peak(run_id)
     return why
-
-
-def figure_applies(engine: Engine, run_id: int, kind: str) -> str | None:
-    """For the figures: None if figure `kind` fits the run, else the one line saying why not
-    (draw nothing, write no file)."""
-    return figure_reason(kind, _ctx(engine, run_id))

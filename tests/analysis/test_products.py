@@ -205,31 +205,6 @@ def test_an_analysis_that_does_not_fit_says_so_in_one_line_and_stores_nothing(
     assert after == before
 
 
-@pytest.mark.parametrize("kind,which", [
-    ("stripping", "ccd"), ("ccd", "strip"), ("ccd-summary", "quick"), ("cv", "quick"),
-    ("nyquist", "cv"), ("drt-map", "cv"), ("stripping", "quick"),
-])
-def test_a_figure_kind_that_does_not_fit_is_named_in_one_line(
-        runs: dict[str, tuple[str, int]], kind: str, which: str) -> None:
-    from labctl.analysis.products import figure_applies
-
-    url, rid = runs[which]
-    why = figure_applies(open_database(url), rid, kind)
-    assert why is not None and "\n" not in why and f"figure {kind} does not apply" in why
-
-
-@pytest.mark.parametrize("kind,which", [
-    ("voltage", "quick"), ("nyquist", "insitu"), ("drt-map", "insitu"), ("ccd", "ccd"),
-    ("ccd-summary", "ccd"), ("stripping", "strip"), ("cv", "cv"), ("bode", "quick"),
-])
-def test_a_figure_kind_that_fits_is_not_refused(runs: dict[str, tuple[str, int]], kind: str,
-                                                which: str) -> None:
-    from labctl.analysis.products import figure_applies
-
-    url, rid = runs[which]
-    assert figure_applies(open_database(url), rid, kind) is None
-
-
 def _has_data(fig: Figure) -> bool:
     for ax in fig.axes:
         for line in ax.get_lines():

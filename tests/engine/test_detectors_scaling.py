@@ -133,3 +133,32 @@ def test_pre_stress_reference_catches_a_cell_that_shorts_at_its_first_sample(
     det = cls(DetectorSettings(), 0.283)
     det.set_pre_stress_reference(100.0)
     assert _feed(det, 1e-3, trace) == "hard_short"
+
+
+HIGH_CURRENT = """\
+schema_version: 1
+name: long strip at 50 mA/cm2
+limits:
+  E_min: -5 V
+  E_max: 5 V
+steps:
+  - kind: rest
+    duration: 5 min
+  - kind: galvanostatic
+    current: 50 mA/cm^2
+    duration: 100 h
+    detectors:
+      hard_short_fraction: 0.3
+"""
+
+
+def test_a_cell_shorted_before_a_high_current_step_fails_not_completes(tmp_path: Path) -> None:
+    """The issue's case: a Na|Na cell shorted before 50 mA/cm² for 100 h reads ~15 mV (0.3 Ω·cm²
+    x 50 mA/cm²), above an absolute 2 mV floor and 0.3 x its own (shorted) resistance. The
+    area-scaled floor (50 mV at 50 mA/cm²) catches it at once instead of completing 100 h."""
+    protocol = tmp_path / "high.yaml"
+    protocol.write_text(HIGH_CURRENT)
+    out = launch(protocol, [CELL_6MM], sim=True, db_url=f"sqlite:///{tmp_path / 'high.db'}",
+                 faults=FaultPlan([Fault("short", at_s=60.0)])).outcomes[0]
+    assert out.status is not RunStatus.COMPLETED
+    assert "hard_short" in out.end_reason
