@@ -5,8 +5,10 @@ The plateau overpotential of a half-cycle is the median |E − E_ocv| over its s
 open-circuit potential before it, because a NaK-vs-Na half cell rests at +7–13 mV, not 0.
 Shorts are flagged with the same thresholds the live detectors use, applied after the fact,
 so a run recorded without detectors (or imported) is screened too: a hard short is a plateau
-below max(2 mV, 0.3·|j|·ASR_ref); a soft short is an ASR falling below half the previous
-half-cycle's. Detector events already recorded for the run are reported as well.
+below max(|j|·SHORT_ASR, 0.3·|j|·ASR_ref) — the detectors' area-scaled floor (never below their
+noise floor), not an absolute 2 mV that a healthy large cell at a low current density sits
+under; a soft short is an ASR falling below half the previous half-cycle's. Detector events
+already recorded for the run are reported as well.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-VERSION = "1"
+from labctl.engine.detectors.reference import HARD_SHORT_NOISE_FLOOR_V, SHORT_ASR_OHM_CM2
+
+VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class CyclingResult:
 
 
 def analyze_cycling(halves: list[HalfCycleData], area_cm2: float,
-                    hard_short_fraction: float = 0.3, floor_V: float = 0.002) -> CyclingResult:
+                    hard_short_fraction: float = 0.3) -> CyclingResult:
     """Number cycles (a new cycle starts at a strip after a plate) and screen for shorts."""
     out: list[HalfCycleResult] = []
     cycle, prev_sign = 0, 0.0
@@ -67,6 +71,7 @@ def analyze_cycling(halves: list[HalfCycleData], area_cm2: float,
         asr_ref = float(np.median([r.asr_ohm_cm2 for r in out[:3]]))
         for prev, r in zip([None, *out[:-1]], out):
             expected_V = r.j_mA_cm2 * asr_ref * 1e-3
+            floor_V = max(r.j_mA_cm2 * 1e-3 * SHORT_ASR_OHM_CM2, HARD_SHORT_NOISE_FLOOR_V)
             if r.overpotential_V < max(floor_V, hard_short_fraction * expected_V):
                 short_cycle, reason = r.cycle, "hard short: plateau below 0.3·j·ASR_ref"
                 break
