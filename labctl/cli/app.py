@@ -46,7 +46,17 @@ StationOption = Annotated[Path | None, typer.Option(
     "--station", metavar="PATH",
     help="Station file naming the instruments (see labctl.stations.schema).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
-OperatorOption = Annotated[str | None, typer.Option(metavar="NAME",
+#: the longest name the database stores (String(200) columns)
+MAX_NAME_CHARS = 200
+
+
+def _operator_name(value: str | None) -> str | None:
+    if value is not None and len(value) > MAX_NAME_CHARS:
+        raise typer.BadParameter(f"at most {MAX_NAME_CHARS} characters (got {len(value)})")
+    return value
+
+
+OperatorOption = Annotated[str | None, typer.Option(metavar="NAME", callback=_operator_name,
                                                     help="Who is running this.")]
 SeedOption = Annotated[int, typer.Option(metavar="INTEGER",
                                          help="Random seed of the simulated bench.")]
@@ -54,8 +64,12 @@ NotifyOption = Annotated[list[str] | None, typer.Option(
     "--notify", metavar="URL",
     help="apprise URL to tell when a run ends or trips (repeatable), e.g. "
          "mailto://..., slack://..., json://host/path.")]
+#: the largest run number a database can hold (a signed 64-bit key); beyond it, one line, not
+#: an overflow inside the driver
+MAX_RUN_ID = 2**63 - 1
 RunArgument = Annotated[int, typer.Argument(metavar="RUN", help="Run number (see labctl runs).",
-                                            show_default=False)]
+                                            show_default=False, min=1, max=MAX_RUN_ID)]
+
 
 
 def _print_version(value: bool) -> None:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
-from labctl.cli.app import DbOption, Failure, UserError, app, out
+from labctl.cli.app import DbOption, Failure, RunArgument, UserError, app, out
 
 
 def _control(run_id: int, action: str, db: str | None) -> None:
@@ -29,18 +25,18 @@ def _control(run_id: int, action: str, db: str | None) -> None:
 
 
 @app.command()
-def abort(run_id: Annotated[int, typer.Argument(metavar="RUN")], db: DbOption = None) -> None:
+def abort(run_id: RunArgument, db: DbOption = None) -> None:
     """Abort a running run (its channel is switched off first)."""
     _control(run_id, "abort", db)
 
 
 @app.command()
-def pause(run_id: Annotated[int, typer.Argument(metavar="RUN")], db: DbOption = None) -> None:
+def pause(run_id: RunArgument, db: DbOption = None) -> None:
     """Pause a running run: the cell is held at open circuit until `labctl resume`."""
     _control(run_id, "pause", db)
 
 
 @app.command()
-def resume(run_id: Annotated[int, typer.Argument(metavar="RUN")], db: DbOption = None) -> None:
+def resume(run_id: RunArgument, db: DbOption = None) -> None:
     """Resume a paused run where its step left off."""
     _control(run_id, "resume", db)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from labctl.analysis.figures.kinds import FigureKind, ImageFormat
-from labctl.cli.app import DbOption, UserError, _json, app, out
+from labctl.cli.app import MAX_RUN_ID, DbOption, RunArgument, UserError, _json, app, out
 
 
 def _run_engine(db: str | None, run_id: int) -> Any:
@@ -41,7 +41,7 @@ class ExportData(enum.StrEnum):
 
 @app.command()
 def analyze(
-    run_id: Annotated[int, typer.Argument(metavar="RUN")],
+    run_id: RunArgument,
     only: Annotated[list[str] | None, typer.Option("--only", help="Run only this analysis "
                                                    "(repeatable); default: those whose steps "
                                                    "the run has.")]
@@ -77,7 +77,7 @@ def analyze(
 def plot(
     run_ids: Annotated[list[int], typer.Argument(
         metavar="RUN...", help="Run numbers; several are overlaid, or drawn side by side.",
-        show_default=False)],
+        show_default=False, min=1, max=MAX_RUN_ID)],
     kind: Annotated[FigureKind, typer.Option(
         "--kind", "-k", help="Figure kind (the paper's: ccd Fig. 1b, ccd-summary 1c, "
         "stripping 1d/e, nyquist 2c-e, drt-map 3b-d, cv 6).")] = FigureKind.VOLTAGE,
@@ -103,7 +103,8 @@ def plot(
 @app.command()
 def report(
     run_ids: Annotated[list[int], typer.Argument(
-        metavar="RUN...", help="Run numbers to report on together.", show_default=False)],
+        metavar="RUN...", help="Run numbers to report on together.", show_default=False,
+        min=1, max=MAX_RUN_ID)],
     output: Annotated[Path | None, typer.Option(
         "-o", "--output", metavar="PATH",
         help="HTML file to write. Default: report_run<RUN>[_<RUN>...].html.")] = None,
@@ -120,7 +121,7 @@ def report(
 
 @app.command()
 def export(
-    run_id: Annotated[int, typer.Argument(metavar="RUN", show_default=False)],
+    run_id: RunArgument,
     fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="File format.")]
     = ExportFormat.CSV,
     data: Annotated[ExportData, typer.Option(
@@ -221,5 +222,9 @@ def import_file(
     if as_json:
         _json({**summary.__dict__, "results": results})
         return
+    if summary.already_imported:
+        out.print(f"{file.name} was imported before (same content): it is run "
+                  f"{summary.run_id}; nothing new was written", markup=False)
+        return
     out.print(f"run {summary.run_id}: {summary.n_steps} steps, {summary.n_points} points, "
-              f"{summary.n_eis} impedance points from {file.name}")
+              f"{summary.n_eis} impedance points from {file.name}", markup=False)

@@ -29,8 +29,11 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import DatabaseError as SQLAlchemyDatabaseError
 
 DB_ENV = "LABCTL_DB"
+#: the databases labctl's schema and writers are made and tested for
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 #: pg_advisory_lock key of labctl's schema creation (any constant shared by every labctl)
 SCHEMA_LOCK_KEY = int.from_bytes(b"labctlDB", "big") & 0x7FFF_FFFF_FFFF_FFFF
 
@@ -55,6 +58,9 @@ def resolve_url(cli_url: str | None = None) -> str:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise DatabaseError(f"invalid database URL {url!r}: {exc}") from None
+    if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
+        raise DatabaseError(f"unsupported database {safe_url(url)}: labctl records to SQLite "
+                            "(sqlite:///PATH or a bare path) or PostgreSQL (postgresql://...)")
     if parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     return url
@@ -205,6 +211,10 @@ def open_database(cli_url: str | None = None) -> Engine:
     except OperationalError as exc:
         raise DatabaseError(
             f"cannot reach database {safe_url(url)}: {_first_line(exc.orig)}"
+        ) from None
+    except SQLAlchemyDatabaseError as exc:  # e.g. SQLite's "file is not a database"
+        raise DatabaseError(
+            f"{safe_url(url)} is not a usable database: {_first_line(exc.orig)}"
         ) from None
     _replay_journals(engine, url)
     return engine
