@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import fcntl
+import hashlib
 import logging
 import os
 from collections.abc import Iterator
@@ -244,9 +245,32 @@ def _schema_lock(engine: Engine) -> Iterator[None]:
     yield
 
 
+#: a journal file's suffix (labctl.recording.journal writes them)
+JOURNAL_SUFFIX = ".jsonl"
+
+
+def journal_dir(url: str) -> Path:
+    """Where the local journals of the database at `url` live (see labctl.recording.journal):
+    next to an SQLite file, else under the user's state directory, keyed by the URL."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        db = Path(str(parsed.database))
+        return db.with_name(db.name + ".journal")
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    key = hashlib.sha256(parsed.render_as_string(hide_password=True).encode()).hexdigest()[:16]
+    return base / "labctl" / "journal" / key
+
+
 def _replay_journals(engine: Engine, url: str) -> None:
     """Write the run endings an earlier labctl kept in its local journal (database failures);
-    a failure here is logged, never a reason not to open the database."""
+    a failure here is logged, never a reason not to open the database.
+
+    The journal module (it pulls in the recorder and the engine's events) is imported only when
+    there is a journal: opening the database for `labctl runs` stays light.
+    """
+    directory = journal_dir(url)
+    if not directory.is_dir() or not any(directory.glob(f"*{JOURNAL_SUFFIX}")):
+        return
     from labctl.recording.journal import replay_journals
 
     try:

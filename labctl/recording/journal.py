@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -34,29 +33,18 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select, update
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from labctl import interrupts
 from labctl.engine import events as ev
 from labctl.recording import models as m
+from labctl.recording.database import JOURNAL_SUFFIX as SUFFIX
+from labctl.recording.database import journal_dir
 from labctl.recording.recorder import RecordingSink
 
 log = logging.getLogger(__name__)
 
 RESERVE_BYTES = 256 * 1024  # room for ~1000 entries, taken when the run starts
-SUFFIX = ".jsonl"
-
-
-def journal_dir(url: str) -> Path:
-    """Where the journals of the database at `url` live (see the module docstring)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        db = Path(str(parsed.database))
-        return db.with_name(db.name + ".journal")
-    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    key = hashlib.sha256(parsed.render_as_string(hide_password=True).encode()).hexdigest()[:16]
-    return base / "labctl" / "journal" / key
 
 
 def _fsync_dir(path: Path) -> None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.orm import Session
 
 from labctl.recording import leases
 from labctl.recording import models as m
+
+if TYPE_CHECKING:  # numpy only where time series are read, not for `runs` / `show`
+    import numpy as np
 
 #: Recorded statuses of a run that has not ended.
 OPEN_STATUSES = ("running", "paused")
@@ -176,6 +178,8 @@ def _columns(engine: Engine, table: str, cols: tuple[str, ...], where: str,
     hundreds of thousands of rows cost more than the query, so the raw tuples go to numpy
     directly. NULL becomes NaN, as np.array(..., dtype=float) made it before.
     """
+    import numpy as np
+
     if not ids:
         return {c: np.empty(0) for c in cols}
     mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"

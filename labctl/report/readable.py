@@ -6,10 +6,12 @@ Kept free of matplotlib and the figure code so the read-only commands import onl
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
-from labctl.recording.queries import RunSummary
-from labctl.recording.reads_analysis import ResultRow
-from labctl.recording.reads_report import QualifiedResult
+if TYPE_CHECKING:  # annotations only: `labctl show` need not import numpy with the readers
+    from labctl.recording.queries import RunSummary
+    from labctl.recording.reads_analysis import ResultRow
+    from labctl.recording.reads_report import QualifiedResult
 from labctl.report.numbers import quantity, seconds
 
 
