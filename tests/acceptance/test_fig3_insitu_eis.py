@@ -37,10 +37,10 @@ AREA_CM2 = np.pi * 0.3**2  # 6 mm electrodes
 STRIP1, PLATE, STRIP2 = range(0, 5), range(5, 10), range(10, 15)
 #: the bulk and grain-boundary arcs sit at ~1e-7 s; the electrode processes above this
 INTERFACE_TAU_S = 1e-5
-#: the slow stripping process: DRT peaks at or beyond the 1 Hz window edge (0.16 s)
+#: the slow stripping process (the twin places it at 0.15 s); the plating peaks sit below 0.02 s
 SLOW_TAU_S = 0.1
 
-pytestmark = pytest.mark.slow  # three interleaved 4 h sequences on the virtual clock: ~1-3 min
+pytestmark = pytest.mark.slow  # three interleaved 12 h sequences on the virtual clock: ~2-3 min
 
 
 def _dominant(r: DrtResult, tau_min: float) -> tuple[float, float]:

@@ -106,9 +106,13 @@ def test_drt_and_circuit_on_insitu_eis(runs: dict[str, tuple[str, int]]) -> None
     r_sum = np.array(circ["R_SnO2_plus_int_ohm"], dtype=float)
     assert np.all(np.diff(r_sum) > 0)
     assert len(circ["R_int_ohm"]) == len(circ["R_int_std_ohm"]) == 5
-    # the twin's SnO2 (1 ms) and interface (2 ms) arcs overlap: the split is not identifiable,
-    # so R_int is stored flagged and the sum above is the reported trend (issue 11)
-    assert circ["circuit_identifiable"] == [0.0] * 5 and len(circ["circuit_note"]) == 5
+    # the twin's SnO2 (1 ms) and interface (2 ms) arcs overlap: where the split is not
+    # identifiable R_int is stored flagged, with a note, and the sum above is the reported trend
+    # (issue 11); since the twin's stripping arc (0.15 s, issue 15) grows, later spectra may be
+    # identifiable, so only the unidentifiable ones are required to carry the note
+    ident = circ["circuit_identifiable"]
+    assert len(ident) == 5 and set(ident) <= {0.0, 1.0} and ident[0] == 0.0
+    assert len(circ["circuit_note"]) >= ident.count(0.0)
     assert all(40 < r < 60 for r in circ["R_GB_ohm"])  # sim: R_GB 15 Ω cm² / 0.283 cm² = 53 Ω
 
 
