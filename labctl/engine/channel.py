@@ -144,10 +144,27 @@ class ChannelContext:
     reported: set[str] = field(default_factory=set)  # results already published by `report`
     step_counter: int = 0
     open_steps: list[int] = field(default_factory=list)  # innermost last
+    #: the cell's resistance from its latest impedance spectrum, the real part at the lowest
+    #: frequency measured (ohmic + interfacial): the failure detectors' reference before the
+    #: cell is stressed, so a cell shorted at its first sample is compared with what it was
+    pre_stress_R_ohm: float | None = None
+    _pre_stress_from: tuple[int, float] | None = None  # (step, frequency) it was read at
     _kinds: dict[int, str] = field(default_factory=dict)
 
     def run_time(self) -> float:
         return self.clock.now() - self.t0
+
+    def note_spectrum(self, step: int, points: tuple[SpectrumPoint, ...]) -> None:
+        """Keep the lowest-frequency real part of the latest spectrum (`pre_stress_R_ohm`).
+
+        A spectrum arrives over several polls, high frequencies first; within one step the
+        lowest frequency seen so far wins, and a new step's spectrum replaces an older one.
+        """
+        low = min(points, key=lambda p: p.frequency_Hz)
+        seen = self._pre_stress_from
+        if seen is None or seen[0] != step or low.frequency_Hz < seen[1]:
+            self._pre_stress_from = (step, low.frequency_Hz)
+            self.pre_stress_R_ohm = low.Z_re_ohm
 
     # ---- steps -------------------------------------------------------------------------------
     def open_step(self, kind: str, name: str, params: Mapping[str, Any], parent: int | None,
@@ -505,6 +522,7 @@ class _Load:
         if spectrum:
             live.seen = True
             ctx.bus.publish(SpectrumPoints(ctx.run_id, live.step, spectrum))
+            ctx.note_spectrum(live.step, spectrum)
         return E
 
     def _check_running(self, live: _Live, E: np.ndarray, P: float | None) -> None:

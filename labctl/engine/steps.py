@@ -203,6 +203,7 @@ class StepRunner:
         if detector is None and step.detectors is not None:
             # one segment: in-segment checks only; the area scales the hard-short floor
             detector = FailureDetector(step.detectors, self.ctx.area_cm2)
+            detector.set_pre_stress_reference(self.ctx.pre_stress_R_ohm)
         return Segment(tech, lim, opens, frozenset(normal), safety, detector, segment_checks)
 
     def _potentiostatic(self, step: rs.Potentiostatic, opens: StepOpen, lim: rs.Limits
@@ -294,6 +295,7 @@ class StepRunner:
         ctx = self.ctx
         ramp_id = ctx.open_step(step.kind, step.name, _params(step), parent)
         detector = FailureDetector(step.detectors, step.area_cm2)
+        detector.set_pre_stress_reference(ctx.pre_stress_R_ohm)  # the pre-ramp EIS, if any
         halves: list[ccd.HalfCycle] = []
         j_step = step.start_mA
         k = 0
