@@ -2,7 +2,7 @@
 
 Spectrum: the lab's standard 69-point sweep (7 MHz–1 Hz, 10 points/decade) of a
 NASICON-like cell (R∞, 0.1 µH, grain-boundary, SnO2 and interface ZARCs) with 0.2 %
-noise. The baseline implements the same maths (echem.md §3.1) the obvious way per
+noise. The baseline implements the same maths (pyDRTtools ridge formulation) the obvious way per
 call: quadrature matrices, eigh factor of λM, NNLS on the stacked system. A second
 baseline reuses cached matrices so the solver gain and the caching gain can be told
 apart. Run: python benchmarks/drt.py

@@ -11,8 +11,10 @@ hard-coded.
 Conventions: compositions are K *mass fractions* (0..1, "w"), temperatures in °C at the API,
 capacities in mAh per gram of *initial* alloy.
 
-The Na activity uses the subregular Redlich–Kister liquid of echem.md §2.3
-(L0 = 3428, L1 = 200 J/mol), the same model the tables were generated from, so the OCV and the
+The Na activity uses a subregular Redlich–Kister liquid, G^E = x_Na x_K [L0 + L1 (x_Na − x_K)]
+(L0 = 3428, L1 = 200 J/mol, fitted to the eutectic and peritectic of the Na–K diagram as assessed
+by Bale, Bull. Alloy Phase Diagrams 3 (1982), after Ott et al., Trans. Faraday Soc. 65 (1969)
+2870), the same model the tables were generated from, so the OCV and the
 window boundaries are thermodynamically consistent with each other.
 """
 
@@ -31,10 +33,10 @@ FARADAY: float = 96485.33212  # C/mol
 GAS_CONSTANT: float = 8.314462618  # J/(mol K)
 M_NA: float = 22.98977  # g/mol
 M_K: float = 39.0983  # g/mol
-#: Specific capacity of pure Na, F/M_Na, in mAh/g (1165.8, echem.md §2.2).
+#: Specific capacity of pure Na, F/M_Na, in mAh/g (1165.8).
 Q_NA_MAH_G: float = FARADAY / M_NA / 3.6
 
-#: Redlich–Kister parameters of the liquid (echem.md §2.3), J/mol.
+#: Redlich–Kister parameters of the liquid (see the module docstring), J/mol.
 RK_L0: float = 3428.0
 RK_L1: float = 200.0
 
@@ -185,8 +187,8 @@ def ocv_vs_na(w: ArrayLike, T_C: float, clamp: bool = True) -> np.ndarray:
     """Equilibrium potential of NaK (K mass fraction w) against Na metal, in V.
 
     E = −(RT/F) ln a_Na. With `clamp`, w is limited to the liquid window: beyond w_max the liquid
-    coexists with K(s) and its composition (hence a_Na) is pinned at the liquidus (echem.md §2.3:
-    +28.5 mV at 25 °C); likewise Na-side precipitation pins it at w_min.
+    coexists with K(s) and its composition (hence a_Na) is pinned at the liquidus (in this
+    model +28.5 mV at 25 °C); likewise Na-side precipitation pins it at w_min.
     """
     w_arr = np.asarray(w, dtype=float)
     if clamp:

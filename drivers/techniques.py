@@ -17,7 +17,7 @@ class Recording:
 
     every_dt_s: float = 1.0
     every_dE_V: float | None = 0.001
-    max_rate_hz: float = 10.0  # caps dE-triggered bursts (echem.md §5)
+    max_rate_hz: float = 10.0  # caps dE-triggered bursts
 
 
 @dataclass(frozen=True)

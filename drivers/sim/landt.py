@@ -10,7 +10,8 @@ Time: the simulator owns no thread. Each `update()` (also called by `LandtTester
 reads, when wired with `LandtTester.for_simulator`) integrates every channel from where it left
 off up to `clock.now()` in whole record intervals, so a `VirtualClock` can jump hours at once.
 
-File layout (one of the header sets observed for LANDdt exports, landt_pressure.md §1.4):
+File layout (the LANDdt export header set of the LANDT fixture in the public
+Bonian423/Monocell-Platform-DEMO repository, tests/test_instruments.py):
 a couple of ``key,value`` preamble lines, then
 ``Record,TestTime/<u>,StepTime/<u>,Current/mA,Capacity/mAh,Voltage/V,Energy/mWh,AuxVolt/V,
 SysTime,Cycle-Index,Step-Index,Step-State``; capacity and energy are magnitudes that reset at

@@ -1,7 +1,7 @@
 """Galvanostatic cycling: overpotential per half-cycle and cycle, and short detection.
 
 The plateau overpotential of a half-cycle is the median |E − E_ocv| over its second half
-(echem.md §1.4: the first half contains the ohmic jump and the transient); E_ocv is the last
+(the first half contains the ohmic jump and the transient); E_ocv is the last
 open-circuit potential before it, because a NaK-vs-Na half cell rests at +7–13 mV, not 0.
 Shorts are flagged with the same thresholds the live detectors use, applied after the fact,
 so a run recorded without detectors (or imported) is screened too: a hard short is a plateau

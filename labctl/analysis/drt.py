@@ -1,7 +1,7 @@
 """Distribution of relaxation times (DRT) by Tikhonov-regularised non-negative least squares.
 
 Model (Saccoccio 2014, Wan 2015; the DRTtools/pyDRTtools "combined Re-Im" ridge
-formulation described in docs echem.md §3):
+formulation, see the pyDRTtools documentation):
 
     Z(ω) = R∞ + iωL + ∫ γ(ln τ) / (1 + iωτ) d ln τ,   γ ≥ 0, R∞ ≥ 0, L ≥ 0
 
@@ -19,7 +19,7 @@ Choices that differ from the pyDRTtools defaults, and why:
 
 * The τ grid is 1/(2πf), not 1/f, and reaches one decade beyond the measured window
   on each side. With the pyDRTtools grid a grain-boundary arc at τ ≈ 1e-7 s measured to
-  7 MHz is pinned to the grid edge and biases L and R∞ (echem.md §3.2).
+  7 MHz is pinned to the grid edge and biases L and R∞.
 * Peaks that lie outside, or within half a decade inside, the window
   [1/(2π f_max), 1/(2π f_min)] are flagged ``edge_warning``: their position and area are
   set by the regularisation and the grid extension, not by data (e.g. the paper's

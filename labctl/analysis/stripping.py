@@ -1,7 +1,7 @@
 """Critical stripping: how much Na the NaK anode gives before its potential runs away.
 
 The critical capacity is the charge passed in the stripping step that ended on its voltage
-cut-off (echem.md §2.1), normalised per gram of alloy (`critical_capacity_mAh_g`, the paper's
+cut-off, normalised per gram of alloy (`critical_capacity_mAh_g`, the paper's
 Fig. 1d/e unit) and per cm², and compared with two theoretical capacities: all of the alloy's
 Na (Q_all) and the Na that can leave before the alloy crosses the K-rich liquidus at the cell's
 temperature (Q_window, from the Na–K phase diagram).

@@ -1,4 +1,4 @@
-"""Critical current density of a ccd_ramp from its half-cycles (echem.md §1.2–1.4).
+"""Critical current density of a ccd_ramp from its half-cycles.
 
 `critical_current_density` is the one definition of a CCD, and both paths that report one call
 it: the engine's ccd_ramp on the half-cycles it just ran (so the value is known the moment the
@@ -9,10 +9,12 @@ may not import the analysis layer; it is a pure function of half-cycle records. 
 store their values as the "ccd" analysis under the names of `result_rows`, so a run has one row
 per value (the re-analysis replaces the engine's). Both conventions are reported — the current
 density of the failing step (`ccd_mA_cm2`) and of the last step passed — together with what
-echem.md §1.1 says must accompany any CCD value: the half-cycle capacity (ACL), the cumulative
-areal capacity before failure (CAC), the failure mode and (from the recorded data) the stack
-pressure. A ramp whose very first half-cycle trips a hard short has no CCD: the cell was
-shorted before it was stressed (`shorted_at_start`), and the ramp fails.
+must accompany any CCD value: the half-cycle capacity (ACL, which biases the CCD: "Standardizing
+critical current density measurements in lithium garnets", Commun. Chem. 2023), the cumulative
+areal capacity before failure (CAC, proposed in "Re-evaluating critical current density in
+solid-state batteries: challenges and proposing an alternative"), the failure mode and (from the
+recorded data) the stack pressure. A ramp whose very first half-cycle trips a hard short has no
+CCD: the cell was shorted before it was stressed (`shorted_at_start`), and the ramp fails.
 """
 
 from __future__ import annotations

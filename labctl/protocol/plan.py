@@ -1,8 +1,9 @@
 """Dry-run plan: what each resolved step will do, how long and how much charge, what ends it.
 
-Plans describe, engines act (anchors.md §4, the bluesky rule): an operator checks the table
-before committing a cell. Adaptive steps (voltage-ended strips, CCD ramps) have no fixed length,
-so the row says which bound ends them and estimates the CCD ramp as if it reached `max`.
+Plans describe, engines act (bluesky documentation: plans vs the RunEngine): an operator checks
+the table before committing a cell. Adaptive steps (voltage-ended strips, CCD ramps) have no
+fixed length, so the row says which bound ends them and estimates the CCD ramp as if it reached
+`max`.
 
 How long an EIS sweep takes is the instrument's to say (its frequency list and time per
 frequency are defined once, with the drivers' techniques), and this layer imports neither the

@@ -47,8 +47,8 @@ from labctl.protocol.schema import (
 )
 from labctl.protocol.units import Kind, Qty, format_duration
 
-DEFAULT_PEIS_AMPLITUDE_V = 0.010  # echem.md §1.3: 10 mV
-DEFAULT_CCD_E_LIMIT_V = 1.0  # echem.md §1.2: V_cut 1 V
+DEFAULT_PEIS_AMPLITUDE_V = 0.010  # 10 mV
+DEFAULT_CCD_E_LIMIT_V = 1.0  # V_cut 1 V
 DEFAULT_PRESSURE_TIMEOUT_S = 600.0
 
 

@@ -23,7 +23,7 @@ class RecordEvery:
 
 @dataclass(frozen=True)
 class DetectorSettings:
-    """Failure detectors on constant-current segments (echem.md §1.4); None disables one."""
+    """Failure detectors on constant-current segments; None disables one."""
 
     enabled: bool = True
     ignore_first_samples: int = 3

@@ -20,7 +20,8 @@ conditions) happen here; checks that need the cell area or alloy mass happen in 
 Inside ``repeat`` with ``vary: {j: [0.1 mA/cm^2, 0.2 mA/cm^2]}``, any quantity in its steps may be
 written ``${j}`` or ``-${j}``; the body is expanded once per listed value.
 
-Frozen per version (anchors.md §4): a future schema 2 gets its own module and an upgrader.
+Frozen per version, as tomato (dgbowl/tomato) freezes its payload schemas: a future schema 2
+gets its own module and an upgrader.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from labctl.protocol.units import Kind, Qty, QuantityError, describe_kinds, to_q
 
 SCHEMA_VERSION = 1
 
-# SP-300 ranges (biologic.md §6.2): control ±10 V, ±500 mA standard, EIS 10 µHz – 7 MHz.
+# SP-300 ranges (BioLogic SP-300 datasheet): control ±10 V, ±500 mA standard, EIS 10 µHz – 7 MHz.
 E_ABS_MAX_V = 10.0
 I_ABS_MAX_MA = 500.0
 F_MIN_HZ = 10e-6
@@ -173,7 +174,7 @@ class RecordSpec(_Model):
 
 
 class DetectorSpec(_Model):
-    """Failure-detector thresholds (echem.md §1.4). Unset keys keep defaults; `null` disables."""
+    """Failure-detector thresholds. Unset keys keep defaults; `null` disables."""
 
     enabled: bool = True
     ignore_first_samples: int | None = Field(default=None, ge=0)
@@ -354,7 +355,7 @@ class PressureSpec(_StepSpec):
 
 
 class CCDRampSpec(_StepSpec):
-    """Critical-current ramp on a symmetric cell (echem.md §1.3).
+    """Critical-current ramp on a symmetric cell (the paper, Fig. 1b/c).
 
     `half_cycle` is a time (fixed-time mode) or a capacity (fixed areal capacity, "ACL" mode).
     """

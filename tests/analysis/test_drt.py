@@ -89,7 +89,7 @@ def test_process_beyond_low_frequency_limit_is_flagged() -> None:
 
 
 def test_100_s_process_is_invisible_from_1_hz() -> None:
-    """echem.md §3.2: a 100 Ohm, τ = 100 s arc leaves only a few Ohm in a 1 Hz DRT."""
+    """A 100 Ohm, τ = 100 s arc leaves only a few Ohm in a 1 Hz DRT."""
     z = 20.0 + zarc(F, 100.0, 1e-4, 0.9) + zarc(F, 100.0, 100.0, 0.9)
     res = fit_drt(F, z)
     assert res.r_pol < 110.0
@@ -106,7 +106,8 @@ def test_fast_solver_equals_reference_nnls(seed: int) -> None:
     lam = 1e-3
     res = fit_drt(F, z, lambda_=lam)
 
-    # Reference written independently from echem.md §3.1: K = [[1, 0, A'], [0, ω, A'']],
+    # Reference written independently from the pyDRTtools formulation (Wan 2015):
+    # K = [[1, 0, A'], [0, ω, A'']],
     # λM̃ = PᵀP from eigh, scipy.optimize.nnls on [K; P] x = [Z'; Z''; 0].
     tb = tau_grid(F)
     a_re, a_im, m, _ = drt_matrices(F, tb)

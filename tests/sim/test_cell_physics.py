@@ -1,4 +1,4 @@
-"""Physics checks of the digital-twin cells against echem.md §2/§4 and the reference paper.
+"""Physics checks of the digital-twin cells against the Na–K phase diagram and the reference paper.
 
 The CCD and critical-stripping checks drive the cell models directly with a tiny loop that mimics
 the protocols (no engine, no instrument), so a failure here points at the physics, not plumbing.
@@ -78,7 +78,8 @@ def test_capacities_and_ocv() -> None:
     assert pdg.q_window(0.65, 20.0) == pytest.approx(338.2, abs=0.5)
     assert float(pdg.composition_after(0.8, 150.0)) == pytest.approx(0.918, abs=1e-3)
     assert float(pdg.q_for_composition(0.8, 0.918)) == pytest.approx(150.0, abs=0.5)
-    # echem.md §2.3: +6.6 / +8.8 / +13.4 mV at 25 °C, pinned at +28.5 mV beyond the liquidus
+    # Redlich–Kister model of chemistry.phase_diagram: +6.6 / +8.8 / +13.4 mV at 25 °C,
+    # pinned at +28.5 mV beyond the liquidus
     for w, mv in ((0.5, 6.6), (0.65, 8.8), (0.8, 13.4), (0.99, 28.5)):
         assert float(pdg.ocv_vs_na(w, 25.0)) * 1e3 == pytest.approx(mv, abs=0.1)
     assert pdg.ln_activity_na_scalar(0.65, 25.0) == pytest.approx(
