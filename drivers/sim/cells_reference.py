@@ -2,9 +2,9 @@
 
 Na|NASICON|Na, NaK@CC|SnO2-NASICON|Na and NaK|NaK cells. The simulated potentiostat drives them
 through the `labctl_drivers.sim.cell_model.CellModel` protocol and nothing else in the app knows
-their equations. The model is the one of echem.md §4 (areal units inside: mA/cm², Ω cm², mAh/cm²,
-V), calibrated to the CCDs and critical stripping capacities of Wu et al., J. Mater. Chem. A 13
-(2025) 22074:
+their equations. The model is labctl's own lumped cell model (areal units inside: mA/cm²,
+Ω cm², mAh/cm², V), calibrated to the CCDs and critical stripping capacities of Wu et al.,
+J. Mater. Chem. A 13 (2025) 22074:
 
 * V = ΔE_ocv + j R_Ω + η_1(j) + η_2(j) (+ noise); η = (2RT/F) asinh(j / 2 j0 A) + j R_c (1/A − 1).
 * Active area A = (1 − φ)(1 − d)(1 − θ): voids φ, NaK de-wetting d, blocking θ by precipitate.
@@ -39,7 +39,7 @@ _SECONDS_PER_HOUR: float = 3600.0
 _W_CAP: float = 1.0 - 1e-6
 _NOISE_BLOCK: int = 8192
 
-#: Calibrated NaK interface parameters per K wt % (echem.md §4.2):
+#: Calibrated NaK interface parameters per K wt % (fitted to the paper's Fig. 1 numbers):
 #: (R_int0 Ω cm², j_c mA/cm² at 25 °C, τ_close s, utilisation u).
 NAK_CALIBRATION: dict[float, tuple[float, float, float, float]] = {
     50.0: (20.0, 1.15, 60.0, 0.757),
@@ -50,8 +50,8 @@ NAK_CALIBRATION: dict[float, tuple[float, float, float, float]] = {
 #: NaK loading used when a cell gives no alloy mass. The paper's only loading statement is "5 mL"
 #: of NaK per 6 mm carbon-cloth disk, physically 5 µL (the µ lost in typesetting; 5 mL would not
 #: fit in a 6 mm cloth, and its Fig. 4 discussion says the cloth was not even saturated):
-#: 5 µL × ~0.87 g/cm³ ≈ 4.35 mg on 0.283 cm² ≈ 15.4 mg/cm². echem.md §4.2 calibrated at
-#: 8 mg/cm², a placeholder [practice] value; the per-gram calibration (utilisation u) carries over
+#: 5 µL × ~0.87 g/cm³ ≈ 4.35 mg on 0.283 cm² ≈ 15.4 mg/cm². An earlier calibration used
+#: 8 mg/cm², a placeholder value; the per-gram calibration (utilisation u) carries over
 #: because composition, de-wetting and blocking depend on q/m only (critical capacities at
 #: 15.4 mg/cm² are within 1 % of those at 8 mg/cm²), while areal capacities scale with loading.
 DEFAULT_NAK_LOADING_MG_CM2: float = 15.4
@@ -374,8 +374,8 @@ class PerStepCell:
         """Active area fraction and open-circuit potential vs Na of electrode i.
 
         For NaK the interface composition is shifted by κ·|j| towards K when stripping and towards
-        Na when plating; the lever rule is applied on *both* liquidus branches (echem.md only
-        treats the K side), so that heavy plating into a NaK symmetric cell eventually precipitates
+        Na when plating; the lever rule is applied on *both* liquidus branches (not only the K
+        side), so that heavy plating into a NaK symmetric cell eventually precipitates
         Na(s) and blocks the interface too, as the phase diagram demands.
 
         Plain `math` (numpy's call overhead would cost ~5× the arithmetic per step); the
@@ -608,8 +608,8 @@ class PerStepCell:
         re-plating: ZARC(60 (1 − e^(−s/0.5))·k, 0.005 s·k))] / area, k = R_int0 / 20 Ω cm²
         (the Fig. 3 arcs, CellParameters says why).
         R_int,e = R_int0/A + R_c(1/A − 1) is the exact small-signal slope of η_e, so the DC limit
-        of Z equals the slope of the galvanostatic model (echem.md used R_int0/A alone, which
-        disagrees with its own DC equation once voids form). Known gap: the NaK stripping and
+        of Z equals the slope of the galvanostatic model (R_int0/A alone would
+        disagree with the DC equation once voids form). Known gap: the NaK stripping and
         re-plated solid-Na arcs exist only here, not in the galvanostatic voltage (the DC model
         lacks them; at 0.25 mA/cm² they would add some 10-60 mV), so after stripping or re-plating a
         NaK cell the EIS DC limit is above the galvanostatic slope.
@@ -664,8 +664,8 @@ class PerStepCell:
                 continue
             k = e.R_int0 / 20.0
             if self.q[i] > 0.0:
-                # Smooth onset over ~0.01 mAh/cm²: echem.md switches the 5 Ω cm² term on at q > 0,
-                # a step that would make one stripped nanocoulomb visible in the spectrum.
+                # Smooth onset over ~0.01 mAh/cm²: switching the 5 Ω cm² term on at q > 0 would
+                # be a step making one stripped nanocoulomb visible in the spectrum.
                 onset = -math.expm1(-self.q[i] / p.q_strip_onset)
                 R_strip = (p.R_strip0 + p.R_strip_per_q * self.q[i]) * onset * k
                 out.append((R_strip, p.tau_strip_s, p.n_strip))
