@@ -9,10 +9,7 @@ see the wrong row.
 from __future__ import annotations
 
 import dataclasses
-import json
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -163,27 +160,6 @@ def test_loop_cut_short_then_more_steps_is_a_missing_loop(tmp_path: Path, repeat
     rec = read_export(tmp_path / "cell.csv").records
     jump = float(rec.t_s[rec.step == 5][0])  # the first row of the step LAND jumped to
     assert jump <= flagged_at <= jump + POLL_S
-
-
-@pytest.fixture
-def webhook() -> Iterator[tuple[str, list[dict[str, str]]]]:
-    """A real local HTTP server that apprise's json:// posts to."""
-    received: list[dict[str, str]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # the name http.server dispatches to
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append(json.loads(body))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"json://127.0.0.1:{server.server_address[1]}/hook", received
-    server.shutdown()
 
 
 def test_a_mismatch_is_a_notification(tmp_path: Path,
